@@ -1,0 +1,87 @@
+"""Audio reading: every clip enters the toolkit as 16 kHz mono float32 through :func:`load_audio`.
+
+Reading sits behind one function so that a bad file (truncated, empty, not audio, too short) always
+surfaces as an :class:`AudioError` naming the file, whatever library raised underneath.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from stethoscope import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+#: Shortest usable clip: one STFT window of the features (1024 samples at 16 kHz).
+MIN_SAMPLES = 1024
+
+
+class AudioError(RuntimeError):
+    """An audio file that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ResampleWarning(UserWarning):
+    """A clip was not at the expected sample rate and was resampled."""
+
+
+def audio_info(path: str | Path) -> tuple[int, int, int]:
+    """(frames, sample rate, channels) from the header only, without decoding."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        raise AudioError(path, f"unreadable audio ({_short(exc)})") from exc
+    return info.frames, info.samplerate, info.channels
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES) -> np.ndarray:
+    """Read a clip as mono float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
+
+    Multi-channel files are averaged to mono; other sample rates are resampled with a warning.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
+    if data.shape[0] == 0:
+        raise AudioError(path, "audio has no samples")
+    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if file_sr != sr:
+        warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning,
+                      stacklevel=2)
+        import librosa  # deferred: only needed for the odd file
+
+        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+    if y.shape[0] < min_samples:
+        raise AudioError(path, f"too short: {y.shape[0] / sr:.3f} s, need at least "
+                               f"{min_samples / sr:.3f} s ({min_samples} samples)")
+    if not np.all(np.isfinite(y)):
+        raise AudioError(path, "audio contains NaN or infinite samples")
+    return np.ascontiguousarray(y)
+
+
+def write_wav(path: str | Path, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM, atomically (temp file then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(str(tmp), np.clip(y, -1.0, 32767 / 32768), sr, subtype="PCM_16", format="WAV")
+    tmp.replace(path)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:200] if text else type(exc).__name__

@@ -1,0 +1,49 @@
+"""Decision thresholds: each rule is a small class behind one interface.
+
+A rule is fitted on the anomaly scores of training clips only (normal data) and yields a scalar
+threshold; a clip is decided anomalous when its score is strictly above it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from stethoscope.registry import Registry
+
+
+class ThresholdRule(ABC):
+    name: str = ""
+
+    def __init__(self, **params) -> None:
+        self.params = params
+        self.value: float | None = None
+
+    @abstractmethod
+    def compute(self, train_scores: np.ndarray) -> float: ...
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        s = np.asarray(train_scores, dtype=np.float64).ravel()
+        if s.size == 0 or not np.all(np.isfinite(s)):
+            raise ValueError(f"{self.name}: need finite training scores, got {s.size} values")
+        self.value = float(self.compute(s))
+        return self.value
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        if self.value is None:
+            raise RuntimeError(f"{self.name}: threshold not fitted")
+        return (np.asarray(scores) > self.value).astype(np.int64)
+
+    def get_state(self) -> dict:
+        return {"rule": self.name, "params": self.params, "value": self.value}
+
+    @classmethod
+    def from_state(cls, meta: dict) -> "ThresholdRule":
+        rule = THRESHOLDS.get(meta["rule"])(**meta.get("params", {}))
+        rule.value = meta["value"]
+        return rule
+
+
+THRESHOLDS: Registry[type[ThresholdRule]] = Registry("threshold rule")
+register_threshold = THRESHOLDS.register
