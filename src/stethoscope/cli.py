@@ -1,0 +1,118 @@
+"""Command line: thin wrappers over the library; every command has --help."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from stethoscope import __version__
+
+log = logging.getLogger("stethoscope")
+
+DEVICE = click.option("--device", default="auto", show_default=True,
+                      help="torch device: auto (CUDA when present), cpu, cuda, cuda:1 ...")
+CACHE = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                     help="feature cache folder (default: <data root>/.stethoscope_cache)")
+ON_ERROR = click.option("--on-bad-file", "on_error", type=click.Choice(["skip", "stop"]),
+                        default="skip", show_default=True,
+                        help="skip bad/unnamed files with a report, or stop at the first")
+MACHINES = click.option("--machines", default=None,
+                        help="comma-separated machine types (default: all in the dataset)")
+
+
+def _machines(value: str | None) -> list[str] | None:
+    return [m.strip() for m in value.split(",") if m.strip()] if value else None
+
+
+def _cache(cache_dir: Path | None, data: Path, no_cache: bool = False) -> Path | None:
+    if no_cache:
+        return None
+    return cache_dir if cache_dir is not None else Path(data) / ".stethoscope_cache"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stethoscope")
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+def main(verbose: bool) -> None:
+    """Stethoscope: unsupervised anomalous sound detection for machine condition monitoring.
+
+    Typical use: `stethoscope run --systems all --data ROOT --out RUN_DIR`.
+    """
+    from stethoscope.ui import setup_logging
+
+    setup_logging(verbose)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="random seed (same seed, same files)")
+@click.option("--scale", default=1.0, show_default=True,
+              help="fraction of the DCASE2025 dev-set clip counts (1.0: 990/10 train, 50x4 test)")
+@click.option("--duration", default=10.0, show_default=True, help="clip length in seconds")
+@MACHINES
+@click.option("--workers", default=None, type=int, help="processes (default: all cores)")
+@click.option("--overwrite", is_flag=True, help="replace an existing synthetic dataset in OUT_DIR")
+def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str | None,
+          workers: int | None, overwrite: bool) -> None:
+    """Write a synthetic machine-sound dataset in the DCASE2025 dev layout to OUT_DIR."""
+    from stethoscope.synth import generate_dataset
+    from stethoscope.ui import progress_display
+
+    with progress_display() as progress:
+        cb = (lambda d, t: progress("synthesising clips", d, t, {})) if progress else None
+        summary = generate_dataset(out_dir, seed=seed, scale=scale, duration=duration,
+                                   machines=_machines(machines), workers=workers, progress=cb,
+                                   overwrite=overwrite)
+    click.echo(f"wrote {summary.get('n_clips', '?')} clips to {out_dir}")
+
+
+@main.command()
+@click.argument("scores_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--ground-truth", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="folder with ground_truth_data/, ground_truth_domain/ "
+                                 "(and ground_truth_attributes/) for evaluation-set names")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="also write the metrics as JSON")
+@click.option("--result-csv", type=click.Path(path_type=Path), default=None,
+              help="official result CSV path (default: SCORES_DIR/result.csv)")
+def evaluate(scores_dir: Path, ground_truth: Path | None, json_path: Path | None,
+             result_csv: Path | None) -> None:
+    """Official DCASE metrics (AUC-s, AUC-t, pAUC, P/R/F1, official score) of a scores folder."""
+    from stethoscope.evaluation import EvaluationError, evaluate_scores_dir
+
+    try:
+        result = evaluate_scores_dir(scores_dir, ground_truth=ground_truth)
+    except EvaluationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.format_table())
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    csv_path = result_csv or scores_dir / "result.csv"
+    result.write_result_csv(csv_path)
+    click.echo(f"result CSV: {csv_path}")
+    if json_path:
+        result.write_json(json_path)
+        click.echo(f"JSON: {json_path}")
+
+
+@main.command(name="systems")
+def list_systems() -> None:
+    """List the systems that can be trained, with their front end, back end and threshold."""
+    from stethoscope.systems.config import get_system, system_names
+
+    for name in system_names():
+        cfg = get_system(name)
+        click.echo(f"{name:14s} {cfg.frontend.name:8s} {cfg.backend.name:16s} "
+                   f"{cfg.threshold.name:10s} {cfg.description}")
+
+
+from stethoscope.cli_pipeline import register as _register_pipeline  # noqa: E402
+
+_register_pipeline(main)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""A study: fit, score, decide and evaluate several systems on one dataset, resumably.
+
+Layout of RUN_DIR:
+  <system>/model/            the saved system (scores new audio on its own)
+  <system>/scores/           official-format anomaly_score_*.csv and decision_result_*.csv
+  <system>/evaluation.json   official metrics (schema of `stethoscope evaluate --json`)
+  <system>/clip_scores.csv   per test clip: score, decision, threshold, domain, label
+  <system>/embeddings.npz    2-D-plot material for embedding systems (test clips)
+  summary.json               {"<system>": {"official_score": float}}
+A system whose evaluation.json exists is not redone; a system whose model is saved is only scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from stethoscope.data.catalog import Catalog
+from stethoscope.evaluation import evaluate_scores_dir
+from stethoscope.models.base import FRONTENDS, Progress
+from stethoscope.pipeline.features import load_features
+from stethoscope.pipeline.fit import fit_backends, fit_frontend, group_by_frontend, train_clips
+from stethoscope.pipeline.model_dir import SystemModel, _load_registries, is_model_dir
+from stethoscope.pipeline.score import score_catalog
+from stethoscope.state_io import atomic_write_text, read_json, write_json
+from stethoscope.systems.config import SystemConfig
+
+log = logging.getLogger(__name__)
+
+
+class StudyConflict(RuntimeError):
+    """RUN_DIR already holds a different system under the same name."""
+
+
+@dataclass
+class SystemOutcome:
+    name: str
+    status: str  # "done" | "skipped (finished earlier)" | "scored (model reused)"
+    official_score: float | None = None
+    evaluation: dict | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class StudyResult:
+    run_dir: Path
+    outcomes: dict[str, SystemOutcome] = field(default_factory=dict)
+    catalog_issues: list[str] = field(default_factory=list)
+
+
+def system_dir(run_dir: Path, name: str) -> Path:
+    return run_dir / name
+
+
+def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
+              machines: Sequence[str] | None = None, cache_dir: Path | None = None,
+              device: str = "auto", on_error: str = "skip", ground_truth: Path | None = None,
+              overwrite: bool = False, progress: Progress | None = None) -> StudyResult:
+    _load_registries()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog.scan(data, on_error=on_error, machines=machines)
+    result = StudyResult(run_dir=run_dir, catalog_issues=[str(i) for i in catalog.issues])
+    for cfg in configs:
+        _check_no_conflict(run_dir, cfg, overwrite)
+    clips = train_clips(catalog, machines)
+    for _, group in group_by_frontend(configs).items():
+        pending = [c for c in group if not _finished(run_dir, c)]
+        for c in group:
+            if c not in pending:
+                ev = read_json(system_dir(run_dir, c.name) / "evaluation.json")
+                result.outcomes[c.name] = SystemOutcome(c.name, "skipped (finished earlier)",
+                                                        ev.get("official_score"), ev)
+        if not pending:
+            continue
+        to_fit = [c for c in pending if not is_model_dir(system_dir(run_dir, c.name) / "model")]
+        models: dict[str, SystemModel] = {}
+        if to_fit:
+            feature = FRONTENDS.get(group[0].frontend.name).feature
+            feats = load_features(clips, feature, cache_dir=cache_dir, device=device,
+                                  on_error=on_error, progress=progress)
+            donor = next((c for c in group if is_model_dir(system_dir(run_dir, c.name) / "model")),
+                         None)
+            if donor is not None:
+                frontend = SystemModel.load(system_dir(run_dir, donor.name) / "model", device).frontend
+                log.info("%s: reusing the front end trained for %s", group[0].frontend.name, donor.name)
+            else:
+                work = run_dir / ".work" / group[0].frontend.name
+                frontend = fit_frontend(to_fit[0], feats, device, progress, work)
+            for cfg in to_fit:
+                model = fit_backends(cfg, frontend, feats, progress)
+                model.info["train_failures"] = [[str(p), r] for p, r in feats.failures]
+                model.save(system_dir(run_dir, cfg.name) / "model")
+                models[cfg.name] = model
+        for cfg in pending:
+            model = models.get(cfg.name) or SystemModel.load(
+                system_dir(run_dir, cfg.name) / "model", device)
+            outcome = _score_and_evaluate(model, catalog, run_dir, cache_dir, device, on_error,
+                                          ground_truth, progress)
+            outcome.status = "done" if cfg.name in models else "scored (model reused)"
+            result.outcomes[cfg.name] = outcome
+    write_summary(run_dir)
+    return result
+
+
+def write_summary(run_dir: Path) -> dict:
+    summary = {}
+    for ev_path in sorted(run_dir.glob("*/evaluation.json")):
+        summary[ev_path.parent.name] = {"official_score": read_json(ev_path)["official_score"]}
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _finished(run_dir: Path, cfg: SystemConfig) -> bool:
+    sdir = system_dir(run_dir, cfg.name)
+    return (sdir / "evaluation.json").exists() and is_model_dir(sdir / "model")
+
+
+def _check_no_conflict(run_dir: Path, cfg: SystemConfig, overwrite: bool) -> None:
+    sys_json = system_dir(run_dir, cfg.name) / "model" / "system.json"
+    if not sys_json.exists():
+        return
+    saved = read_json(sys_json)["system"]
+    if saved == _roundtrip(cfg):
+        return
+    if not overwrite:
+        raise StudyConflict(
+            f"{sys_json.parent}: holds a '{cfg.name}' model with a different configuration; "
+            "use another --out folder, or --overwrite to replace it")
+    import shutil
+
+    log.warning("replacing %s (different configuration, --overwrite given)", sys_json.parent.parent)
+    shutil.rmtree(sys_json.parent.parent)
+
+
+def _roundtrip(cfg: SystemConfig) -> dict:
+    import json
+
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def _score_and_evaluate(model: SystemModel, catalog: Catalog, run_dir: Path, cache_dir, device,
+                        on_error, ground_truth, progress) -> SystemOutcome:
+    sdir = system_dir(run_dir, model.config.name)
+    rep = score_catalog(model, catalog, sdir / "scores", cache_dir=cache_dir, device=device,
+                        on_error=on_error, progress=progress)
+    _write_clip_scores(sdir / "clip_scores.csv", model, rep.results)
+    _write_embeddings(sdir / "embeddings.npz", model, rep.results, cache_dir, device, on_error)
+    ev = evaluate_scores_dir(sdir / "scores", ground_truth=ground_truth)
+    ev.write_json(sdir / "evaluation.json")
+    ev.write_result_csv(sdir / "result.csv")
+    return SystemOutcome(model.config.name, "done", ev.official_score, ev.to_json_dict(),
+                         failures=[(str(p), r) for p, r in rep.failures])
+
+
+def _write_clip_scores(path: Path, model: SystemModel, results) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["machine", "section", "file_name", "domain", "label", "score", "decision", "threshold"])
+    for (machine, section), (clips, scores, decisions) in sorted(results.items()):
+        thr = model.sections[(machine, section)].threshold.value
+        for c, s, d in zip(clips, scores, decisions):
+            w.writerow([machine, section, c.name, c.domain or "", c.label or "", repr(float(s)),
+                        int(d), repr(float(thr))])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _write_embeddings(path: Path, model: SystemModel, results, cache_dir, device, on_error) -> None:
+    """Test-clip embeddings for the 2-D map, when the front end produces embeddings."""
+    if "embedding" not in model.frontend.outputs:
+        return
+    clips = [c for (cl, _, _) in results.values() for c in cl]
+    feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
+                          on_error=on_error)
+    if not feats.clips:
+        return
+    x = np.asarray(model.frontend.transform(feats.clips, feats.features, "embedding"), np.float32)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, x=x, machine=np.array([c.machine for c in feats.clips]),
+             domain=np.array([c.domain or "" for c in feats.clips]),
+             label=np.array([c.label or "" for c in feats.clips]),
+             file_name=np.array([c.name for c in feats.clips]))
+    tmp.replace(path)

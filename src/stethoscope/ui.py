@@ -1,0 +1,61 @@
+"""Terminal display: rich progress bars behind the ``progress(stage, done, total, info)`` callback.
+
+Library code only calls the callback; this module is the one place that draws, so library use stays
+silent and the CLI shows one bar per stage (feature extraction, epochs, back ends, scoring).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+                        force=True)
+    for noisy in ("numba", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class ProgressDisplay:
+    """Callable progress sink: one bar per stage name, with the latest metrics as text."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
+        text = _fmt(info or {})
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total, info=text)
+        self._progress.update(self._tasks[stage], completed=done, total=total, info=text)
+
+
+@contextmanager
+def progress_display(enabled: bool = True) -> Iterator[ProgressDisplay | None]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                   TextColumn("{task.fields[info]}"), console=console,
+                   disable=not sys.stderr.isatty() and False)
+    with bar:
+        yield ProgressDisplay(bar)
+
+
+def _fmt(info: dict) -> str:
+    parts = []
+    for k, v in info.items():
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)
