@@ -62,7 +62,6 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
                  progress: Progress | None = None, seed: int = 0) -> SystemModel:
     """Fit the system's back end and threshold for every machine type and section."""
     _load_registries()
-    x_all = frontend.transform(feats.clips, feats.features, cfg.backend_input)
     model = SystemModel(config=cfg, frontend=frontend)
     keys = sorted({(c.machine, c.section) for c in feats.clips})
     backend_cls = BACKENDS.get(cfg.backend.name)
@@ -70,7 +69,8 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
     for i, (machine, section) in enumerate(keys):
         idx = [j for j, c in enumerate(feats.clips) if (c.machine, c.section) == (machine, section)]
         clips = [feats.clips[j] for j in idx]
-        x = _take(x_all, idx)
+        # per section: keeps memory at one machine's residuals/embeddings
+        x = frontend.transform(clips, [feats.features[j] for j in idx], cfg.backend_input)
         classes, _ = class_labels(clips)
         data = FitData(x=x, domains=np.array([c.domain or "source" for c in clips]),
                        classes=classes, seed=seed)
@@ -108,12 +108,6 @@ def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
                 model.save(save_to(cfg))
             report.models[cfg.name] = model
     return report
-
-
-def _take(x, idx: list[int]):
-    if isinstance(x, np.ndarray):
-        return x[idx]
-    return [x[j] for j in idx]
 
 
 def _slug(name: str) -> str:

@@ -39,13 +39,13 @@ def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | 
     out: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = {}
     if not feats.clips:
         return out, feats.failures
-    x_all = model.frontend.transform(feats.clips, feats.features, model.config.backend_input)
     groups: dict[tuple[str, str], list[int]] = {}
     for j, c in enumerate(feats.clips):
         groups.setdefault((c.machine, c.section), []).append(j)
     for key, idx in sorted(groups.items()):
         sm = model.sections[key]
-        x = x_all[idx] if isinstance(x_all, np.ndarray) else [x_all[j] for j in idx]
+        x = model.frontend.transform([feats.clips[j] for j in idx],
+                                     [feats.features[j] for j in idx], model.config.backend_input)
         scores = np.asarray(sm.backend.score(x), dtype=np.float64)
         out[key] = ([feats.clips[j] for j in idx], scores, sm.threshold.decide(scores))
     return out, feats.failures
