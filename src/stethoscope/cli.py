@@ -12,25 +12,7 @@ from stethoscope import __version__
 
 log = logging.getLogger("stethoscope")
 
-DEVICE = click.option("--device", default="auto", show_default=True,
-                      help="torch device: auto (CUDA when present), cpu, cuda, cuda:1 ...")
-CACHE = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-                     help="feature cache folder (default: <data root>/.stethoscope_cache)")
-ON_ERROR = click.option("--on-bad-file", "on_error", type=click.Choice(["skip", "stop"]),
-                        default="skip", show_default=True,
-                        help="skip bad/unnamed files with a report, or stop at the first")
-MACHINES = click.option("--machines", default=None,
-                        help="comma-separated machine types (default: all in the dataset)")
-
-
-def _machines(value: str | None) -> list[str] | None:
-    return [m.strip() for m in value.split(",") if m.strip()] if value else None
-
-
-def _cache(cache_dir: Path | None, data: Path, no_cache: bool = False) -> Path | None:
-    if no_cache:
-        return None
-    return cache_dir if cache_dir is not None else Path(data) / ".stethoscope_cache"
+from stethoscope.cli_common import CACHE, DEVICE, MACHINES, ON_ERROR, _cache, _machines  # noqa: F401
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

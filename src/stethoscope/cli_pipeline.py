@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from stethoscope.cli import CACHE, DEVICE, MACHINES, ON_ERROR, _cache, _machines
+from stethoscope.cli_common import CACHE, DEVICE, MACHINES, ON_ERROR, _cache, _machines
 
 
 def _configs(systems: str, epochs: int | None):
@@ -149,3 +149,28 @@ def register(main: click.Group) -> None:
             execute_study(spec)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
+
+    @main.command()
+    @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
+                  help="folder for the synthetic data and the run")
+    @click.option("--systems", default="all", show_default=True,
+                  help="systems to run ('all' = the six systems of Table 1)")
+    @click.option("--seed", default=0, show_default=True)
+    @DEVICE
+    def demo(out: Path, systems: str, seed: int, device: str) -> None:
+        """Generate a small synthetic dataset and run the whole study on it (no download)."""
+        from stethoscope.pipeline.demo import run_demo
+
+        run_demo(out, systems=systems, seed=seed, device=device)
+
+    @main.command()
+    @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--tsne", is_flag=True, help="t-SNE instead of PCA for the embedding maps")
+    def report(run_dir: Path, tsne: bool) -> None:
+        """Rebuild the report (tables, plots, HTML) of a run folder from its saved results."""
+        from stethoscope.report import build_report
+        from stethoscope.report.tables import table1_text
+
+        path = build_report(run_dir, tsne=tsne)
+        click.echo(table1_text(run_dir))
+        click.echo(f"report: {path}")

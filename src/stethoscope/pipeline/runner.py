@@ -80,7 +80,9 @@ def execute_study(spec: StudySpec, echo=print) -> "object":
     from stethoscope.pipeline.study import run_study
     from stethoscope.ui import console, progress_display
 
-    cache = spec.cache_dir if spec.cache_dir is not None else Path(spec.data) / ".stethoscope_cache"
+    from stethoscope.features.cache import default_cache_dir
+
+    cache = spec.cache_dir if spec.cache_dir is not None else default_cache_dir()
     configs = spec.system_configs()
     t0 = time.perf_counter()
     with progress_display() as progress:

@@ -1,0 +1,5 @@
+"""`python -m stethoscope` runs the CLI."""
+
+from stethoscope.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""Embedding back ends: k-means, DensitySoftmax, DtMM (+ mixture KL, monitor), cosine centre."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stethoscope.backends.base import BACKENDS, FitData, l2_normalise
+from stethoscope.backends.cosine_centre import CosineCentreBackend
+from stethoscope.backends.density_softmax import DensitySoftmaxBackend
+from stethoscope.backends.dtmm import DtMMBackend, Monitor, stratified_split
+from stethoscope.backends.kmeans import KMeansBackend
+from stethoscope.backends.mixture_kl import categorical_kl, gaussian_kl, mixture_kl
+from stethoscope.state_io import load_state, save_state
+
+D = 12
+
+
+def _section(rng: np.random.Generator, views: int | None = None, shift: float = 0.0):
+    """Three source classes (60 clips each) and one target class (10 clips) around fixed directions."""
+    centres = np.random.default_rng(123).normal(size=(4, D))
+    counts = [60, 60, 60, 10]
+    classes = np.repeat(np.arange(4), counts)
+    domains = np.where(classes == 3, "target", "source")
+    base = centres[classes] + 0.35 * rng.normal(size=(len(classes), D)) + shift
+    if views:
+        base = base[:, None, :] + 0.15 * rng.normal(size=(len(classes), views, D))
+    return base, domains, classes, centres
+
+
+# ----------------------------------------------------------------------------- mixture KL
+def test_gaussian_kl_zero_and_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    cov1 = a @ a.T + 0.5 * np.eye(3)
+    b = rng.normal(size=(3, 3))
+    cov2 = b @ b.T + 0.8 * np.eye(3)
+    mu1, mu2 = np.array([0.2, -0.1, 0.4]), np.array([-0.3, 0.5, 0.0])
+    assert gaussian_kl(mu1, cov1, mu1, cov1) == pytest.approx(0.0, abs=1e-12)
+
+    x = rng.multivariate_normal(mu1, cov1, size=400_000)
+
+    def logpdf(x, mu, cov):
+        diff = x - mu
+        sol = np.linalg.solve(cov, diff.T).T
+        return -0.5 * ((diff * sol).sum(1) + np.linalg.slogdet(2 * np.pi * cov)[1])
+
+    mc = float(np.mean(logpdf(x, mu1, cov1) - logpdf(x, mu2, cov2)))
+    exact = gaussian_kl(mu1, cov1, mu2, cov2)
+    assert exact > 0.5
+    assert exact == pytest.approx(mc, rel=0.02)
+    # diagonal form agrees with the full form on diagonal matrices
+    d1, d2 = np.diag(cov1).copy(), np.diag(cov2).copy()
+    assert gaussian_kl(mu1, d1, mu2, d2) == pytest.approx(gaussian_kl(mu1, np.diag(d1), mu2, np.diag(d2)), rel=1e-12)
+
+
+def test_mixture_kl_zero_for_identical_and_monotone_in_mean_shift():
+    w = np.array([0.5, 0.3, 0.2])
+    mu = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    cov = np.stack([np.eye(2), 2 * np.eye(2), np.diag([0.5, 1.5])])
+    assert mixture_kl(w, mu, cov, w, mu, cov) == pytest.approx(0.0, abs=1e-12)
+    kls = []
+    for s in [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]:
+        shifted = mu.copy()
+        shifted[0] += s
+        kls.append(mixture_kl(w, shifted, cov, w, mu, cov))
+    assert np.all(np.diff(kls) > 0)
+    # a shift of s in component 0 (unit covariance, 2 dims) costs w0 * s^2 / 2 * 2 dims
+    assert kls[3] == pytest.approx(0.5 * 0.5 * 2 * 1.0**2)
+    # weights only: the categorical KL term
+    w2 = np.array([0.2, 0.3, 0.5])
+    assert mixture_kl(w2, mu, cov, w, mu, cov) == pytest.approx(categorical_kl(w2, w))
+    assert categorical_kl(w2, w) == pytest.approx(0.2 * np.log(0.4) + 0.5 * np.log(2.5))
+
+
+# ----------------------------------------------------------------------------- k-means
+def test_kmeans_training_point_near_zero_far_point_high_and_target_centres():
+    rng = np.random.default_rng(1)
+    x, dom, cls, centres = _section(rng)
+    b = KMeansBackend().fit(FitData(x, dom, cls, seed=0))
+    assert b.n_source_centres == 16 and len(b.centres) == 16 + 10
+    # every target clip is its own centre: its score is exactly 0
+    np.testing.assert_allclose(b.score(x[dom == "target"]), 0.0, atol=1e-12)
+    src_scores = b.score(x[dom == "source"])
+    assert src_scores.max() < 0.2
+    far = -centres.sum(0, keepdims=True)  # points away from all class directions
+    assert b.score(far)[0] > 0.8
+    assert b.score(far)[0] > 5 * src_scores.max()
+
+
+def test_kmeans_with_fewer_source_clips_than_clusters():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, D))
+    dom = np.array(["source"] * 5 + ["target"] * 3)
+    b = KMeansBackend(n_clusters=16).fit(FitData(x, dom))
+    assert len(b.centres) == 8
+    np.testing.assert_allclose(b.score(x), 0.0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- DensitySoftmax
+@pytest.mark.parametrize("variant", ["msp", "neg-logsumexp", "min-mahalanobis"])
+def test_density_softmax_far_points_score_higher(variant):
+    rng = np.random.default_rng(3)
+    x, dom, cls, centres = _section(rng)
+    b = DensitySoftmaxBackend(variant=variant).fit(FitData(x, dom, cls, seed=0))
+    near = centres[cls[:40]] + 0.35 * rng.normal(size=(40, D))
+    far = -centres[cls[:40]] + 1.5 * rng.normal(size=(40, D))  # away from every class Gaussian
+    s_near, s_far = b.score(near), b.score(far)
+    assert s_far.min() > np.median(s_near)
+    assert np.mean(s_far > s_near.max()) > 0.9
+
+
+def test_density_softmax_density_normalisation_and_domain_classes():
+    rng = np.random.default_rng(4)
+    x, dom, _, centres = _section(rng)
+    b = DensitySoftmaxBackend().fit(FitData(x, dom, None, seed=0))  # classes = domains
+    assert b.class_labels == ["source", "target"]
+    dens = b.density(x)
+    assert dens.max() == pytest.approx(1.0) and dens.min() > 0
+    assert np.median(dens) == pytest.approx(0.5, abs=0.01)  # the calibrated temperature
+    probs = b.probabilities(x)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    far = -centres[:1] * 3
+    assert b.density(far)[0] < 1e-3
+    # far from everything: density ~0, logits flattened, softmax ~uniform over the 2 classes
+    assert b.score(far)[0] == pytest.approx(0.5, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- cosine centre
+def test_cosine_centre_min_over_domain_centres():
+    rng = np.random.default_rng(5)
+    x, dom, cls, _ = _section(rng)
+    b = CosineCentreBackend().fit(FitData(x, dom, cls))
+    z = l2_normalise(x)
+    cs = l2_normalise(z[dom == "source"].mean(0))
+    ct = l2_normalise(z[dom == "target"].mean(0))
+    test = rng.normal(size=(20, D))
+    zt = l2_normalise(test)
+    expected = np.minimum(1 - zt @ cs, 1 - zt @ ct)
+    np.testing.assert_allclose(b.score(test), expected, rtol=1e-12, atol=1e-12)
+    # target clips are judged by the target centre, which is closer to them than the source one
+    tgt = z[dom == "target"]
+    np.testing.assert_allclose(b.score(x[dom == "target"]), 1 - tgt @ ct, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- DtMM
+@pytest.fixture(scope="module")
+def dtmm_fit():
+    rng = np.random.default_rng(6)
+    x, dom, cls, centres = _section(rng, views=5)
+    b = DtMMBackend(n_pca=6, max_components=6).fit(FitData(x, dom, cls, seed=0))
+    return b, x, dom, centres
+
+
+def test_stratified_split_puts_target_in_both_sets():
+    dom = np.array(["source"] * 90 + ["target"] * 10)
+    model, thr = stratified_split(dom, 0.7, seed=0)
+    assert len(np.intersect1d(model, thr)) == 0 and len(model) + len(thr) == 100
+    assert (dom[thr] == "target").sum() == 3 and (dom[model] == "target").sum() == 7
+    assert (dom[thr] == "source").sum() == 27
+
+
+def test_dtmm_threshold_is_mu_plus_k_sigma_of_held_out_kls(dtmm_fit):
+    b, x, dom, _ = dtmm_fit
+    _, thr = stratified_split(dom, 0.7, seed=0)
+    kls = b.score(x[thr])  # recompute the threshold-set KLs through the public scorer
+    np.testing.assert_allclose(b.threshold_scores, kls, rtol=1e-12)
+    mu = sum(kls) / len(kls)
+    sigma = (sum((v - mu) ** 2 for v in kls) / len(kls)) ** 0.5
+    assert b.threshold == pytest.approx(mu + 3.0 * sigma, rel=1e-12)
+    assert len(b.threshold_scores) == 57  # 18 of each 60-clip source class + 3 target clips
+    assert 1 <= len(b.baseline.weights) <= 6 and b.baseline.weights.sum() == pytest.approx(1.0)
+
+
+def test_dtmm_evolution_matches_map_formulas(dtmm_fit):
+    b, x, _, _ = dtmm_fit
+    base = b.baseline
+    views = x[0]
+    y = b.project(views)
+    r = base.responsibilities(y)
+    nk = r.sum(0)
+    evolved = b.evolve(views)
+    np.testing.assert_allclose(evolved.means, (b.tau * base.means + r.T @ y) / (b.tau + nk)[:, None])
+    w = 100.0 * base.weights + nk
+    np.testing.assert_allclose(evolved.weights, w / w.sum())
+    np.testing.assert_array_equal(evolved.covs, base.covs)
+    assert b.score(x[:1])[0] == pytest.approx(b.kl_to_baseline(evolved))
+
+
+def test_dtmm_shifted_views_get_larger_kl(dtmm_fit):
+    b, _, _, centres = dtmm_fit
+    rng = np.random.default_rng(7)
+    normal, _, _, _ = _section(rng, views=5)
+    shifted, _, _, _ = _section(rng, views=5, shift=0.6 * np.random.default_rng(8).normal(size=D))
+    s_n, s_a = b.score(normal), b.score(shifted)
+    assert np.median(s_a) > 2 * np.median(s_n)
+    assert np.mean(s_a[:, None] > s_n[None, :]) > 0.85  # AUC
+    assert np.mean(s_n > b.threshold) < 0.1 < np.mean(s_a > b.threshold)
+
+
+def test_dtmm_map_covariance_and_diag_variants_run():
+    rng = np.random.default_rng(9)
+    x, dom, cls, _ = _section(rng, views=4)
+    for kw in [dict(cov_update="map"), dict(covariance_type="diag"), dict(covariance_type="diag", cov_update="map")]:
+        b = DtMMBackend(n_pca=5, max_components=4, **kw).fit(FitData(x, dom, cls, seed=1))
+        s = b.score(x[:5])
+        assert np.all(np.isfinite(s)) and np.all(s >= 0) and np.isfinite(b.threshold)
+
+
+def _off_subspace_direction() -> np.ndarray:
+    sh = np.random.default_rng(8).normal(size=D)
+    return sh / np.linalg.norm(sh)
+
+
+def test_dtmm_residual_dimension_sees_clips_leaving_the_pca_subspace():
+    rng = np.random.default_rng(12)
+    x, dom, cls, _ = _section(rng, views=5)
+    normal, _, _, _ = _section(rng, views=5)
+    plain = DtMMBackend(n_pca=6, max_components=6).fit(FitData(x, dom, cls, seed=0))
+    with_res = DtMMBackend(n_pca=6, max_components=6, residual=True).fit(FitData(x, dom, cls, seed=0))
+    np.testing.assert_array_equal(plain.pca_components, with_res.pca_components)
+    direction = _off_subspace_direction()
+    direction -= plain.pca_components.T @ (plain.pca_components @ direction)  # orthogonal to the PCA
+    shifted = normal + 2.0 * direction / np.linalg.norm(direction)
+    aucs = {}
+    for key, b in (("plain", plain), ("residual", with_res)):
+        s_n, s_a = b.score(normal), b.score(shifted)
+        aucs[key] = float(np.mean(s_a[:, None] > s_n[None, :]))
+    assert aucs["residual"] > 0.95 and aucs["residual"] > aucs["plain"] + 0.2
+
+
+def test_monitor_alerts_after_a_persistent_fault():
+    rng = np.random.default_rng(6)
+    x, dom, cls, _ = _section(rng, views=5)
+    b = DtMMBackend(n_pca=6, max_components=6, residual=True, random_walk_var=0.1).fit(FitData(x, dom, cls, seed=0))
+    normal, _, cls_n, _ = _section(np.random.default_rng(10), views=5)
+    replay, _, cls_r, _ = _section(np.random.default_rng(11), views=5)
+    order = np.flatnonzero(cls_n == 0)[:15]  # one machine in one operating condition
+    stream = np.concatenate([normal[order], normal[order] + 1.5 * _off_subspace_direction()])
+    mon = Monitor(b, forgetting=1.0)
+    t = mon.calibrate(replay[cls_r == 0][:40])
+    assert t > b.threshold  # a carried state's KLs differ from single clips': calibrated on a stream
+    steps = mon.run(stream)
+    assert [s.index for s in steps] == list(range(30))
+    kl = np.array([s.kl for s in steps])
+    assert not any(s.alert for s in steps[:15])
+    assert mon.alerts == list(range(15, 30))
+    # evidence accumulates while the fault persists (the carried random walk)
+    assert kl[20:].mean() > kl[15:20].mean() > 2 * kl[:15].max()
+    # forgetting 0: every clip is scored on its own, exactly like the back end's scorer
+    single = Monitor(b, forgetting=0.0).run(stream[:4])
+    np.testing.assert_allclose([s.kl for s in single], b.score(stream[:4]), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- state round trip
+@pytest.mark.parametrize(
+    "name,kwargs,views",
+    [
+        ("kmeans", {}, None),
+        ("cosine-centre", {}, None),
+        ("density-softmax", {"variant": "msp"}, None),
+        ("density-softmax", {"variant": "msp", "logits": "gaussian"}, None),
+        ("density-softmax", {"variant": "neg-logsumexp"}, None),
+        ("dtmm", {"n_pca": 5, "max_components": 4}, 3),
+        ("dtmm", {"n_pca": 5, "max_components": 4, "covariance_type": "diag", "cov_update": "map"}, 3),
+        ("dtmm", {"n_pca": 5, "max_components": 4, "residual": True}, 3),
+    ],
+)
+def test_state_round_trip_gives_identical_scores(tmp_path, name, kwargs, views):
+    rng = np.random.default_rng(11)
+    x, dom, cls, _ = _section(rng, views=views)
+    backend = BACKENDS.get(name)(**kwargs).fit(FitData(x, dom, cls, seed=0))
+    test, _, _, _ = _section(rng, views=views, shift=0.2)
+    arrays, meta = backend.get_state()
+    save_state(tmp_path, "backend", arrays, meta)
+    arrays2, meta2 = load_state(tmp_path, "backend")
+    restored = type(backend).from_state(arrays2, meta2)
+    np.testing.assert_array_equal(restored.score(test), backend.score(test))
+    if name == "dtmm":
+        assert restored.threshold == backend.threshold
+        np.testing.assert_array_equal(restored.threshold_scores, backend.threshold_scores)
