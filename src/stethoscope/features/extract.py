@@ -1,0 +1,153 @@
+"""Features of many clips: cache look-up, threaded decoding overlapped with batched compute.
+
+A bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
+asked to stop. Batches of clips go to a small thread pool, each worker decoding its batch, computing
+it and writing it to the cache: libsndfile and torch both release the GIL, so one batch is decoded
+while another is computed, and only ``workers + 1`` batches of waveforms are ever held in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from stethoscope import audio
+from stethoscope.features.cache import FeatureCache, clip_identity
+from stethoscope.features.registry import FeatureExtractor
+
+OnError = Literal["skip", "stop"]
+Progress = Callable[[int, int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class ExtractResult:
+    """Features aligned with ``clips`` (the clips that succeeded, in input order)."""
+
+    clips: list[Any]
+    features: list[np.ndarray]
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    n_cached: int = 0
+    n_computed: int = 0
+
+    @property
+    def clips_per_second(self) -> float:
+        n = len(self.clips) + len(self.failures)
+        return n / self.seconds if self.seconds > 0 else float("inf")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def clip_path(clip: Any) -> Path:
+    """A :class:`~stethoscope.data.Clip` or anything with ``.path``, or a plain path."""
+    return Path(clip.path) if hasattr(clip, "path") else Path(clip)
+
+
+def extract(clips: Sequence[Any], extractor: FeatureExtractor,
+            cache: FeatureCache | str | Path | None = None, device: torch.device | str = "cpu",
+            batch_size: int = 64, on_error: OnError = "skip", progress: Progress | None = None,
+            workers: int = 2) -> ExtractResult:
+    """Features of ``clips`` with ``extractor``; cached arrays are memory-mapped, not recomputed."""
+    if on_error not in ("skip", "stop"):
+        raise ValueError(f"on_error must be 'skip' or 'stop', not {on_error!r}")
+    start = time.perf_counter()
+    store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+    total = len(clips)
+    feats: dict[int, np.ndarray] = {}
+    failed: dict[int, tuple[Path, str]] = {}
+    ids: dict[int, str] = {}
+
+    def report() -> None:
+        if progress:
+            progress(len(feats) + len(failed), total)
+
+    def fail(i: int, err: audio.AudioError) -> None:
+        if on_error == "stop":
+            raise err
+        failed[i] = (err.path, err.reason)
+        report()
+
+    misses: list[int] = []
+    for i, clip in enumerate(clips):
+        path = clip_path(clip)
+        if store.enabled:
+            try:
+                ids[i] = clip_identity(path)
+            except OSError as exc:
+                fail(i, audio.AudioError(path, f"cannot read file ({exc.strerror or exc})"))
+                continue
+            hit = store.load(extractor, ids[i])
+            if hit is not None:
+                feats[i] = extractor.from_storage(hit)
+                continue
+        misses.append(i)
+    n_cached = len(feats)
+    if n_cached:
+        report()
+
+    def job(batch: list[int]
+            ) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]]]:
+        """Decode, compute and cache one batch (runs in a worker thread)."""
+        waves: list[tuple[int, np.ndarray]] = []
+        bad: list[tuple[int, audio.AudioError]] = []
+        for i in batch:
+            try:
+                waves.append((i, audio.load_audio(clip_path(clips[i]))))
+            except audio.AudioError as err:
+                bad.append((i, err))
+        out = extractor.compute_batch([w for _, w in waves], device) if waves else []
+        done = [(i, f) for (i, _), f in zip(waves, out)]
+        if store.enabled:
+            for i, f in done:
+                store.store(extractor, ids[i], extractor.to_storage(f))
+        return done, bad
+
+    batches = [misses[s:s + max(1, batch_size)] for s in range(0, len(misses), max(1, batch_size))]
+    with contextlib.closing(_in_order(job, batches, max(1, workers))) as results:
+        for done, bad in results:
+            for i, err in bad:
+                fail(i, err)
+            feats.update(done)
+            report()
+
+    ok = sorted(feats)
+    return ExtractResult(clips=[clips[i] for i in ok], features=[feats[i] for i in ok],
+                         failures=[failed[i] for i in sorted(failed)],
+                         seconds=time.perf_counter() - start, n_cached=n_cached,
+                         n_computed=len(feats) - n_cached)
+
+
+def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` on ``workers`` threads, results in order, at most ``workers + 1`` ahead.
+
+    Each worker decodes and computes a whole batch, so one batch's decoding (libsndfile releases
+    the GIL) overlaps another's compute (torch releases it too); the bound keeps memory flat.
+    """
+    if workers == 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features")
+    pending: deque[Future] = deque()
+    todo = iter(items)
+    try:
+        for item in itertools.islice(todo, workers + 1):
+            pending.append(pool.submit(fn, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(todo, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
