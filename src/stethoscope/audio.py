@@ -54,12 +54,19 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as fh:
+            file_sr = fh.samplerate
+            if fh.subtype == "PCM_16":
+                # int16 then one exact scaling: bit-identical to float32 decoding, and cheaper
+                data = fh.read(dtype="int16", always_2d=True).astype(np.float32)
+                data *= np.float32(1.0 / 32768.0)
+            else:
+                data = fh.read(dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    y = data.reshape(-1) if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     if file_sr != sr:
         warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning,
                       stacklevel=2)
