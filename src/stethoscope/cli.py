@@ -15,7 +15,20 @@ log = logging.getLogger("stethoscope")
 from stethoscope.cli_common import CACHE, DEVICE, MACHINES, ON_ERROR, _cache, _machines  # noqa: F401
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns the toolkit's expected errors (bad data, conflicts) into one clear line, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from stethoscope.audio import AudioError
+        from stethoscope.data.catalog import DataError
+
+        try:
+            return super().invoke(ctx)
+        except (DataError, AudioError, FileNotFoundError, FileExistsError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stethoscope")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 def main(verbose: bool) -> None:

@@ -16,9 +16,11 @@ def _configs(systems: str, epochs: int | None):
 
     names = TABLE1 if systems.strip() == "all" else [s.strip() for s in systems.split(",") if s.strip()]
     try:
-        return [get_system(n).with_frontend_params(epochs=epochs) for n in names]
+        cfgs = [get_system(n) for n in names]
     except KeyError as exc:
         raise click.BadParameter(str(exc.args[0]), param_hint="--systems") from exc
+    return [c.with_frontend_params(epochs=epochs) if "epochs" in c.frontend.params else c
+            for c in cfgs]
 
 
 def _report_failures(failures, what: str) -> None:

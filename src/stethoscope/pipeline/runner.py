@@ -72,7 +72,9 @@ class StudySpec:
         for name in names:
             cfg = get_system(name)
             cfg = cfg.with_frontend_params(**self.frontends.get(cfg.frontend.name, {}))
-            out.append(cfg.with_frontend_params(epochs=self.epochs))
+            if "epochs" in cfg.frontend.params:  # front ends without training ignore --epochs
+                cfg = cfg.with_frontend_params(epochs=self.epochs)
+            out.append(cfg)
         return out
 
 

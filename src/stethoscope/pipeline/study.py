@@ -34,7 +34,7 @@ from stethoscope.systems.config import SystemConfig
 log = logging.getLogger(__name__)
 
 
-class StudyConflict(RuntimeError):
+class StudyConflict(ValueError):
     """RUN_DIR already holds a different system under the same name."""
 
 

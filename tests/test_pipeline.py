@@ -1,0 +1,143 @@
+"""End to end through the project's own commands: fit, score, evaluate, run (resume), saved models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from stethoscope.cli import main
+from stethoscope.synth import generate_dataset
+
+MACHINES = ["fan", "valve"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(root, seed=3, scale=0.02, duration=2.0, machines=MACHINES, workers=1)
+    return root
+
+
+def _invoke(*args: str) -> str:
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_fit_score_evaluate_and_fresh_process(tiny_data: Path, tmp_path: Path):
+    model = tmp_path / "model"
+    _invoke("fit", "--system", "ae-mse", "--data", str(tiny_data), "--out", str(model),
+            "--epochs", "2", "--cache-dir", str(tmp_path / "cache"))
+    assert (model / "system.json").exists()
+    assert sorted(p.name for p in (model / "frontend").glob("*.safetensors")) == \
+        ["ae_fan.safetensors", "ae_valve.safetensors"]
+    # a model directory is loaded without pickle: every file is JSON or safetensors
+    assert {p.suffix for p in model.rglob("*") if p.is_file()} <= {".json", ".safetensors"}
+
+    # score new clips in a fresh process with no access to the training data
+    new_root = tmp_path / "new"
+    for m in MACHINES:
+        shutil.copytree(tiny_data / "dev_data" / "raw" / m / "test",
+                        new_root / "dev_data" / "raw" / m / "test")
+    scores = tmp_path / "scores"
+    subprocess.run([sys.executable, "-m", "stethoscope", "score", "--model", str(model),
+                    "--data", str(new_root), "--out", str(scores)], check=True, capture_output=True)
+    for m in MACHINES:
+        rows = (scores / f"anomaly_score_{m}_section_00_test.csv").read_text().splitlines()
+        n_test = len(list((new_root / "dev_data" / "raw" / m / "test").glob("*.wav")))
+        assert len(rows) == n_test
+        assert (scores / f"decision_result_{m}_section_00_test.csv").exists()
+    out = _invoke("evaluate", str(scores), "--json", str(tmp_path / "ev.json"))
+    assert "official score" in out.lower()
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert set(ev["machines"]) == set(MACHINES)
+    assert 0.0 < ev["official_score"] <= 1.0
+
+
+def test_bad_clips_are_reported_and_the_rest_processed(tiny_data: Path, tmp_path: Path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data, ignore=shutil.ignore_patterns(".stethoscope_cache"))
+    train = data / "dev_data" / "raw" / "fan" / "train"
+    test = data / "dev_data" / "raw" / "fan" / "test"
+    bad_train = train / "section_00_source_train_normal_0999_noAttribute.wav"
+    bad_train.write_bytes(b"RIFF\x00\x00")
+    bad_test = test / "section_00_source_test_normal_0999_noAttribute.wav"
+    bad_test.write_bytes(b"")
+    model = tmp_path / "m"
+    res = CliRunner().invoke(main, ["fit", "--system", "spectral", "--data", str(data),
+                                    "--out", str(model), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert bad_train.name in res.output
+    res = CliRunner().invoke(main, ["score", "--model", str(model), "--data", str(data),
+                                    "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert bad_test.name in res.output
+    names = (tmp_path / "s" / "anomaly_score_fan_section_00_test.csv").read_text()
+    assert bad_test.name not in names
+    assert len(names.splitlines()) == len(list(test.glob("*.wav"))) - 1
+    # stop policy: the first bad file ends the run with its name
+    res = CliRunner().invoke(main, ["fit", "--system", "spectral", "--data", str(data), "--out",
+                                    str(tmp_path / "m2"), "--on-bad-file", "stop", "--cache-dir",
+                                    str(tmp_path / "c")])
+    assert res.exit_code != 0
+    assert bad_train.name in str(res.output) + str(res.exception)
+
+
+def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    args = ["run", "--systems", "spectral,ae-mse,ae-mahala", "--data", str(tiny_data), "--out",
+            str(run), "--epochs", "2", "--cache-dir", str(tmp_path / "cache")]
+    _invoke(*args)
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary) == {"spectral", "ae-mse", "ae-mahala"}
+    for name in summary:
+        ev = json.loads((run / name / "evaluation.json").read_text())
+        assert set(ev["machines"]) == set(MACHINES)
+        assert ev["official_score"] == summary[name]["official_score"]
+        assert len(list((run / name / "scores").glob("anomaly_score_*_section_00_test.csv"))) == 2
+    # ae-mse and ae-mahala share one trained AE: identical front-end weights
+    a = (run / "ae-mse" / "model" / "frontend" / "ae_fan.safetensors").read_bytes()
+    b = (run / "ae-mahala" / "model" / "frontend" / "ae_fan.safetensors").read_bytes()
+    assert a == b
+    assert (run / "report" / "index.html").exists()
+
+    # a re-run redoes nothing
+    before = (run / "ae-mse" / "evaluation.json").stat().st_mtime_ns
+    out = _invoke(*args)
+    assert "skipped (finished earlier)" in out
+    assert (run / "ae-mse" / "evaluation.json").stat().st_mtime_ns == before
+
+    # an interrupted study (evaluation missing) is completed by scoring the saved model only
+    (run / "ae-mahala" / "evaluation.json").unlink()
+    out = _invoke(*args)
+    assert "scored (model reused)" in out
+
+    # a different configuration under the same name is never overwritten silently
+    res = CliRunner().invoke(main, args[:-4] + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code != 0
+    assert "different configuration" in res.output
+
+
+def test_saved_model_scores_match_in_process(tiny_data: Path, tmp_path: Path):
+    from stethoscope.data import Catalog
+    from stethoscope.pipeline.fit import fit_systems
+    from stethoscope.pipeline.model_dir import SystemModel
+    from stethoscope.pipeline.score import score_clips
+    from stethoscope.systems.config import get_system
+
+    cat = Catalog.scan(tiny_data)
+    cfg = get_system("ae-mahala").with_frontend_params(epochs=2)
+    rep = fit_systems(cat, [cfg], save_to=lambda c: tmp_path / "m", cache_dir=tmp_path / "c")
+    test = cat.select(split="test")
+    a, _ = score_clips(rep.models[cfg.name], test, cache_dir=tmp_path / "c")
+    b, _ = score_clips(SystemModel.load(tmp_path / "m"), test, cache_dir=tmp_path / "c")
+    for key in a:
+        np.testing.assert_allclose(a[key][1], b[key][1], rtol=1e-6)
+        np.testing.assert_array_equal(a[key][2], b[key][2])
