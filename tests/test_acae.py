@@ -1,0 +1,232 @@
+"""ACAE (system 3): features, network shapes, noisy-ArcMix, training and persistence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stethoscope.models.acae import (
+    ACAE,
+    ACAEConfig,
+    ArcFaceHead,
+    FeatureSpec,
+    acae_features,
+    embed,
+    fit_length,
+    load_model,
+    model_meta,
+    model_state,
+    moving_average,
+    noisy_arcmix_loss,
+    reconstruction_error,
+    train_acae,
+)
+from stethoscope.state_io import load_state, save_state
+
+torch.set_num_threads(1)
+
+TINY = dict(input_seconds=0.5, freq_bins=32, channels=(4, 8), d_model=16, latent_dim=8, heads=2,
+            dropout=0.0, batch_size=8, lr=3e-3, epochs=20, seed=0, device="cpu")
+
+
+def _f(t: torch.Tensor) -> float:
+    return float(t.detach())
+
+
+def _np_ce(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean cross-entropy computed from scratch (log-sum-exp) in float64."""
+    mx = logits.max(axis=1, keepdims=True)
+    lse = mx[:, 0] + np.log(np.exp(logits - mx).sum(axis=1))
+    return float(np.mean(lse - logits[np.arange(len(y)), y]))
+
+
+def _np_arcface_logits(z: np.ndarray, w: np.ndarray, margin_on: np.ndarray, s: float, m: float) -> np.ndarray:
+    """s*cos(theta) everywhere, s*cos(theta + m) in column margin_on[i] of row i (theta + m < pi here)."""
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    wn = w / np.linalg.norm(w, axis=1, keepdims=True)
+    cos = zn @ wn.T
+    theta = np.arccos(np.clip(cos, -1, 1))
+    rows = np.arange(len(z))
+    assert np.all(theta[rows, margin_on] + m < math.pi)  # the test stays in the plain-ArcFace regime
+    logits = s * cos
+    logits[rows, margin_on] = s * np.cos(theta[rows, margin_on] + m)
+    return logits
+
+
+@pytest.fixture
+def head_and_batch():
+    torch.manual_seed(0)
+    head = ArcFaceHead(16, 5, s=30.0, m=0.7).double()
+    z = torch.randn(12, 16, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    y_a = torch.randint(0, 5, (12,), generator=g)
+    y_b = torch.randint(0, 5, (12,), generator=g)
+    return head, z, y_a, y_b
+
+
+def test_noisy_arcmix_with_lam_one_is_arcface_cross_entropy(head_and_batch):
+    head, z, y_a, y_b = head_and_batch
+    w = head.weight.detach().numpy()
+    expected = _np_ce(_np_arcface_logits(z.numpy(), w, y_a.numpy(), 30.0, 0.7), y_a.numpy())
+    got = _f(noisy_arcmix_loss(head, z, y_a, y_b, 1.0))
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_margin_is_applied_only_to_y_a(head_and_batch):
+    head, z, y_a, y_b = head_and_batch
+    plain = head(z).detach().numpy()
+    marg = head(z, y_a).detach().numpy()
+    mask = np.zeros_like(plain, dtype=bool)
+    mask[np.arange(len(z)), y_a.numpy()] = True
+    np.testing.assert_array_equal(marg[~mask], plain[~mask])  # every other column untouched
+    assert np.all(marg[mask] < plain[mask])  # the target column lost margin
+
+    # lam < 1: both CE terms use the one matrix with the margin on y_a; y_b's column stays unmargined.
+    lam = 0.3
+    w = head.weight.detach().numpy()
+    logits = _np_arcface_logits(z.numpy(), w, y_a.numpy(), 30.0, 0.7)
+    expected = lam * _np_ce(logits, y_a.numpy()) + (1 - lam) * _np_ce(logits, y_b.numpy())
+    assert _f(noisy_arcmix_loss(head, z, y_a, y_b, lam)) == pytest.approx(expected, rel=1e-9)
+    # ...which is not ArcMix (margin on y_b for the y_b term) wherever y_b differs from y_a
+    assert (y_a != y_b).any()
+    arcmix_b = _np_ce(_np_arcface_logits(z.numpy(), w, y_b.numpy(), 30.0, 0.7), y_b.numpy())
+    assert _f(noisy_arcmix_loss(head, z, y_a, y_b, 0.0)) < arcmix_b
+    # changing only y_b never moves the margin
+    y_b2 = (y_b + 1) % 5
+    assert _f(noisy_arcmix_loss(head, z, y_a, y_b2, 1.0)) == _f(noisy_arcmix_loss(head, z, y_a, y_b, 1.0))
+
+
+def test_margin_cosine_is_continuous_and_decreasing():
+    head = ArcFaceHead(4, 2, m=0.7).double()
+    theta = torch.linspace(0, math.pi, 2001, dtype=torch.float64)
+    phi = head.margin_cosine(torch.cos(theta))
+    assert torch.all(phi[1:] <= phi[:-1] + 1e-12)
+    assert float(phi.diff().abs().max()) < 1e-2  # no jump at theta = pi - m
+    inner = (theta > 1e-3) & (theta < math.pi - 0.7)  # sin is floored at 0 for a finite gradient
+    torch.testing.assert_close(phi[inner], torch.cos(theta[inner] + 0.7))
+
+
+def test_moving_average_identity_and_manual():
+    x = torch.randn(2, 3, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(moving_average(x, 1), x)
+    y = moving_average(x, 3)
+    manual = torch.empty_like(x)
+    for t in range(10):
+        manual[..., t] = x[..., max(0, t - 1):t + 2].mean(dim=-1)
+    torch.testing.assert_close(y, manual)
+    with pytest.raises(ValueError):
+        moving_average(x, 2)
+
+
+def test_fit_length_tiles_and_crops():
+    w = np.arange(5, dtype=np.float32)
+    np.testing.assert_array_equal(fit_length(w, 12), np.tile(w, 3)[:12])
+    np.testing.assert_array_equal(fit_length(w, 3), w[:3])
+    np.testing.assert_array_equal(fit_length(w, 4, offset=3), [3, 4, 0, 1])
+
+
+def test_features_shape_and_frequency_options():
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32))
+    for kw, n_freq in [({}, 513), ({"max_freq_hz": 4000.0}, 257), ({"freq_bins": 64}, 64)]:
+        spec = FeatureSpec(input_samples=8000, freq_bins=None, **kw) if "freq_bins" not in kw else \
+            FeatureSpec(input_samples=8000, **kw)
+        f = acae_features(wave, spec)
+        assert f.shape == (2, *spec.shape()) and spec.shape() == (n_freq, 16)
+        assert torch.isfinite(f).all()
+    # averaging is applied on top of the log spectrogram
+    spec1 = FeatureSpec(input_samples=8000, avg_window=1)
+    spec3 = FeatureSpec(input_samples=8000, avg_window=3)
+    torch.testing.assert_close(acae_features(wave, spec3), moving_average(acae_features(wave, spec1), 3))
+
+
+@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize("freq_bins", [32, 37])
+def test_model_reconstructs_input_shape(attention, freq_bins):
+    cfg = ACAEConfig(**{**TINY, "freq_bins": freq_bins, "attention": attention, "input_seconds": 0.6})
+    model = ACAE(cfg).eval()
+    n_freq, n_frames = cfg.feature_spec().shape()
+    x = torch.randn(3, n_freq, n_frames)
+    recon, z = model(x)
+    assert recon.shape == x.shape and z.shape == (3, cfg.latent_dim)
+    assert (model.attention is not None) == attention
+
+
+def _toy_clips(n_per_class: int = 12, seconds: float = 0.5) -> tuple[list[np.ndarray], np.ndarray]:
+    """Two 'machines': harmonic tones at different fundamentals in noise, lengths varying around the input."""
+    rng = np.random.default_rng(0)
+    waves, labels = [], []
+    for label, f0 in enumerate((300.0, 700.0)):
+        for _ in range(n_per_class):
+            n = int(16000 * seconds * rng.uniform(0.7, 1.3))
+            t = np.arange(n) / 16000
+            tone = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.3)) / k for k in (1, 2, 3))
+            waves.append((0.1 * tone + 0.02 * rng.standard_normal(n)).astype(np.float32))
+            labels.append(label)
+    return waves, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    waves, labels = _toy_clips()
+    calls = []
+    model, head, history = train_acae(waves, labels, 2, ACAEConfig(**TINY),
+                                      progress=lambda e, n, m: calls.append((e, n)))
+    return waves, labels, model, head, history, calls
+
+
+def test_training_runs_and_loss_decreases(trained):
+    waves, labels, model, head, history, calls = trained
+    assert len(history) == TINY["epochs"] and calls[-1] == (TINY["epochs"], TINY["epochs"])
+    assert {"loss", "recon", "arc"} <= set(history[0])
+    loss = [h["loss"] for h in history]
+    assert np.mean(loss[-3:]) < 0.5 * np.mean(loss[:3])
+    # reconstruction of the clean (unmixed) clips improves over the untrained network (same seed, same init)
+    untrained, _, _ = train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 0}))
+    assert reconstruction_error(model, waves).mean() < 0.95 * reconstruction_error(untrained, waves).mean()
+    z = embed(model, waves)
+    assert z.shape == (len(waves), TINY["latent_dim"]) and np.isfinite(z).all()
+    # the embedding separates the two toy classes (cosine to class means)
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    centres = np.stack([zn[labels == c].mean(0) for c in (0, 1)])
+    assert (np.argmax(zn @ centres.T, axis=1) == labels).mean() > 0.9
+    err = reconstruction_error(model, waves)
+    assert err.shape == (len(waves),) and np.all(err >= 0)
+
+
+def test_training_is_deterministic(trained):
+    waves, labels, model, _, history, _ = trained
+    cfg = ACAEConfig(**{**TINY, "epochs": 2})
+    a = train_acae(waves, labels, 2, cfg)
+    b = train_acae(waves, labels, 2, cfg)
+    np.testing.assert_array_equal(embed(a[0], waves), embed(b[0], waves))
+
+
+def test_save_load_gives_identical_embeddings(trained, tmp_path):
+    waves, _, model, head, _, _ = trained
+    save_state(tmp_path, "acae", model_state(model, head), model_meta(model, head))
+    arrays, meta = load_state(tmp_path, "acae")
+    model2, head2 = load_model(arrays, meta)
+    np.testing.assert_array_equal(embed(model, waves), embed(model2, waves))
+    np.testing.assert_array_equal(reconstruction_error(model, waves), reconstruction_error(model2, waves))
+    z = torch.from_numpy(embed(model, waves[:4]))
+    torch.testing.assert_close(head(z), head2(z), rtol=0, atol=0)
+
+
+def test_mse_only_ablation_has_no_head_and_round_trips(tmp_path):
+    waves, labels = _toy_clips(6)
+    cfg = ACAEConfig(**{**TINY, "arcmix": False, "attention": False, "epochs": 2})
+    model, head, history = train_acae(waves, labels, 2, cfg)
+    assert head is None and "arc" not in history[0]
+    save_state(tmp_path, "acae", model_state(model, head), model_meta(model, head))
+    model2, head2 = load_model(*load_state(tmp_path, "acae"))
+    assert head2 is None and model2.attention is None
+    np.testing.assert_array_equal(embed(model, waves), embed(model2, waves))
+
+
+def test_rejects_bad_labels():
+    waves, labels = _toy_clips(3)
+    with pytest.raises(ValueError):
+        train_acae(waves, labels + 5, 2, ACAEConfig(**TINY))

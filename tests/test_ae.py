@@ -1,0 +1,258 @@
+"""The official AE baseline: network shape, training/resume, residuals, and the MSE/Mahalanobis scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stethoscope.backends.ae_scores import AEMahalaBackend, AEMSEBackend, precision_matrix
+from stethoscope.backends.base import BACKENDS, FitData
+from stethoscope.models.ae import (
+    AEConfig,
+    DenseAE,
+    load_model,
+    model_state,
+    read_model,
+    reconstruction_residuals,
+    save_model,
+    train_ae,
+)
+from stethoscope.state_io import load_state, save_state
+
+DIM = 640
+
+
+def manifold_clips(rng: np.random.Generator, lengths: list[int], rank: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
+    """Clips whose frame vectors lie near a random rank-``rank`` subspace (plus an offset and noise)."""
+    basis = rng.normal(size=(rank, DIM)) / np.sqrt(rank)
+    offset = rng.normal(size=DIM)
+    clips = [(rng.normal(size=(n, rank)) @ basis + offset + 0.05 * rng.normal(size=(n, DIM))).astype(np.float32)
+             for n in lengths]
+    return clips, offset
+
+
+def small_cfg(**kw) -> AEConfig:
+    base = dict(epochs=3, batch_size=32, lr=1e-3, val_split=0.1, seed=3, device="cpu", num_threads=1)
+    base.update(kw)
+    return AEConfig(**base)
+
+
+# ------------------------------------------------------------------ network
+
+def test_dense_ae_architecture_and_shapes():
+    model = DenseAE()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (640, 128), (128, 128), (128, 128), (128, 128), (128, 8),
+        (8, 128), (128, 128), (128, 128), (128, 128), (128, 640)]
+    assert len(bns) == 9 and all(b.momentum == 0.01 and b.eps == 1e-3 for b in bns)
+    assert isinstance(model.decoder[-1], torch.nn.Linear)  # no BN/ReLU after the output layer
+    recon, z = model.eval()(torch.zeros(7, 640))
+    assert recon.shape == (7, 640) and z.shape == (7, 8)
+    small = DenseAE(input_dim=64 * 5)
+    assert small.eval()(torch.zeros(2, 320))[0].shape == (2, 320)
+    assert small.config()["input_dim"] == 320
+
+
+# ------------------------------------------------------------------ training
+
+def test_training_reduces_loss_and_reports_progress(rng):
+    clips, _ = manifold_clips(rng, [200, 150, 250])
+    seen = []
+    model, hist = train_ae(clips, small_cfg(), progress=lambda e, n, m: seen.append((e, n)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(np.isfinite(h["val_loss"]) for h in hist)
+    assert not model.training
+
+
+def test_training_is_deterministic(rng):
+    clips, _ = manifold_clips(rng, [120, 80])
+    _, h1 = train_ae(clips, small_cfg(epochs=2))
+    _, h2 = train_ae(clips, small_cfg(epochs=2))
+    assert [h["train_loss"] for h in h1] == [h["train_loss"] for h in h2]
+
+
+def test_interrupted_run_resumes_where_it_stopped(rng, tmp_path):
+    clips, _ = manifold_clips(rng, [150, 130])
+    full_model, full = train_ae(clips, small_cfg(epochs=4), checkpoint_dir=tmp_path / "full")
+
+    class Stop(Exception):
+        pass
+
+    def crash_at_3(epoch: int, n: int, m: dict) -> None:
+        if epoch == 3:
+            raise Stop
+
+    cfg = small_cfg(epochs=4, checkpoint_every=2)
+    with pytest.raises(Stop):
+        train_ae(clips, cfg, progress=crash_at_3, checkpoint_dir=tmp_path / "run")
+    assert load_state(tmp_path / "run", "ae_checkpoint")[1]["epoch"] == 2
+
+    seen = []
+    model, hist = train_ae(clips, cfg, progress=lambda e, n, m: seen.append(e), checkpoint_dir=tmp_path / "run",
+                           resume=True)
+    assert seen == [3, 4]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["train_loss"] for h in hist], [h["train_loss"] for h in full], rtol=1e-6)
+    for (k, a), b in zip(model_state(model).items(), model_state(full_model).values()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert load_state(tmp_path / "run", "ae_checkpoint")[1]["epoch"] == 4
+
+    # resuming a finished run trains nothing more; other data is refused
+    _, again = train_ae(clips, cfg, checkpoint_dir=tmp_path / "run", resume=True)
+    assert len(again) == 4
+    with pytest.raises(ValueError, match="other data"):
+        train_ae(clips[:1], cfg, checkpoint_dir=tmp_path / "run", resume=True)
+
+
+def test_residuals_shapes_values_and_weight_round_trip(rng, tmp_path):
+    clips, _ = manifold_clips(rng, [30, 70, 10])
+    model, _ = train_ae(clips, small_cfg(epochs=1))
+    res = reconstruction_residuals(model, clips, device="cpu", batch=50)
+    assert [r.shape for r in res] == [(30, 640), (70, 640), (10, 640)]
+    assert all(r.dtype == np.float32 for r in res)
+    with torch.no_grad():
+        direct = clips[1] - model.eval()(torch.from_numpy(clips[1]))[0].numpy()
+    np.testing.assert_allclose(res[1], direct, rtol=1e-5, atol=1e-5)
+
+    arrays = model_state(model)
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    again = reconstruction_residuals(load_model(arrays, model.config()), clips, device="cpu", batch=50)
+    assert all(np.array_equal(a, b) for a, b in zip(res, again))
+    save_model(tmp_path, model, meta={"machine": "fan"})
+    loaded, meta = read_model(tmp_path)
+    assert meta["machine"] == "fan"
+    assert np.array_equal(reconstruction_residuals(loaded, clips, device="cpu", batch=50)[0], res[0])
+
+
+# ------------------------------------------------------------------ MSE score
+
+def test_mse_score_is_higher_off_the_training_manifold(rng):
+    clips, offset = manifold_clips(rng, [300, 300, 300])
+    model, _ = train_ae(clips, small_cfg(epochs=8, val_split=0.0))
+    far = [(offset + 3.0 * rng.normal(size=(100, DIM))).astype(np.float32) for _ in range(3)]
+    backend = AEMSEBackend().fit(FitData(x=reconstruction_residuals(model, clips, "cpu"), domains=np.array(["source"] * 3)))
+    s_train = backend.score(reconstruction_residuals(model, clips, "cpu"))
+    s_far = backend.score(reconstruction_residuals(model, far, "cpu"))
+    assert s_far.min() > 2 * s_train.max()
+
+
+def test_mse_score_definition_and_state():
+    r = [np.arange(10, dtype=np.float32).reshape(2, 5), np.ones((3, 5), np.float32)]
+    backend = AEMSEBackend().fit(FitData(x=r, domains=np.array(["source", "target"])))
+    np.testing.assert_allclose(backend.score(r), [np.mean(np.arange(10.0) ** 2), 1.0])
+    arrays, meta = backend.get_state()
+    assert np.array_equal(AEMSEBackend.from_state(arrays, meta).score(r), backend.score(r))
+    assert BACKENDS.get("ae-mse") is AEMSEBackend and BACKENDS.get("ae-mahala") is AEMahalaBackend
+
+
+# ------------------------------------------------------------------ Mahalanobis score
+
+def residual_clips(rng, n_clips: int, n_vec: int, scale: float, mean: float = 0.0) -> list[np.ndarray]:
+    return [(mean + scale * rng.normal(size=(n_vec, DIM))).astype(np.float32) for _ in range(n_clips)]
+
+
+def test_identity_covariance_reduces_to_euclidean(rng):
+    clips = residual_clips(rng, 3, 20, 1.0, mean=0.3)
+    eye = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0)
+    blocks = [c.reshape(-1, 128).astype(np.float64) for c in clips]
+    # official reduction: squared norm of the clip's mean 128-dim residual block
+    np.testing.assert_allclose(eye.score(clips), [np.sum(b.mean(0) ** 2) for b in blocks], rtol=1e-10)
+    # which is what averaging the official (5T x 5T) matrix delta @ P @ delta.T gives
+    np.testing.assert_allclose(eye.score(clips)[0], np.mean(blocks[0] @ blocks[0].T), rtol=1e-10)
+    per_block = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0, reduction="mean_distance")
+    np.testing.assert_allclose(per_block.score(clips), [np.mean(np.sum(b ** 2, 1)) for b in blocks], rtol=1e-10)
+    full = AEMahalaBackend.from_covariances(np.eye(DIM), ridge=0.0)
+    np.testing.assert_allclose(full.score(clips), [np.sum(c.astype(np.float64).mean(0) ** 2) for c in clips],
+                               rtol=1e-10)
+
+
+def test_target_falls_back_to_source(rng):
+    clips = residual_clips(rng, 4, 60, 1.0)
+    be = AEMahalaBackend().fit(FitData(x=clips, domains=np.array(["source"] * 4)))
+    assert be.info["target_fallback"] and be.info["n_target_blocks"] == 0
+    assert np.array_equal(be.cov["source"], be.cov["target"])
+    ds = be.domain_scores(clips)
+    assert np.array_equal(ds[:, 0], ds[:, 1])
+
+
+def anisotropic_clips(rng, n_clips: int, n_vec: int, loud_first_half: bool) -> list[np.ndarray]:
+    """Residuals whose blocks vary mostly in the first (or the second) 64 mel bins."""
+    scale = np.r_[np.full(64, 3.0), np.full(64, 0.3)]
+    scale = np.tile(scale if loud_first_half else scale[::-1], 5)
+    return [(scale * rng.normal(size=(n_vec, DIM))).astype(np.float32) for _ in range(n_clips)]
+
+
+def test_min_over_source_and_target(rng):
+    src = anisotropic_clips(rng, 6, 100, True)
+    tgt = anisotropic_clips(rng, 3, 100, False)
+    be = AEMahalaBackend().fit(FitData(x=src + tgt, domains=np.array(["source"] * 6 + ["target"] * 3)))
+    assert be.info["target_weight"] == 1.0 and not be.info["target_fallback"]
+    test = anisotropic_clips(rng, 2, 100, True) + anisotropic_clips(rng, 2, 100, False)
+    ds = be.domain_scores(test)
+    assert np.array_equal(be.score(test), ds.min(axis=1))
+    assert (ds[:2, 0] < ds[:2, 1] / 10).all()  # source-like clips are closest to the source covariance
+    assert (ds[2:, 1] < ds[2:, 0] / 10).all()  # target-like clips to the target one
+    # without the target covariance, target-like clips would look anomalous
+    src_only = AEMahalaBackend().fit(FitData(x=src, domains=np.array(["source"] * 6)))
+    assert src_only.score(test[2:]).min() > 10 * be.score(test[2:]).max()
+
+
+def test_official_covariance_scale_and_clean_variant(rng):
+    clips = residual_clips(rng, 3, 50, 1.0, mean=0.5)
+    dom = np.array(["source"] * 3)
+    official = AEMahalaBackend(batch_size=10_000).fit(FitData(x=clips, domains=dom))
+    clean = AEMahalaBackend(variant="clean").fit(FitData(x=clips, domains=dom))
+    n_vec, n_blk = 150, 750
+    # one batch holding everything: the official sum / (vectors - 1) is (blocks - 1)/(vectors - 1) ~ 5x
+    np.testing.assert_allclose(official.cov["source"] * (n_vec - 1) / (n_blk - 1), clean.cov["source"], rtol=1e-10)
+    direct = np.cov(np.concatenate(clips).reshape(-1, 128).astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(clean.cov["source"], direct, rtol=1e-8, atol=1e-12)
+    # the default (batches of 256 vectors, each centred on its own mean) stays close to the single batch
+    batched = AEMahalaBackend().fit(FitData(x=clips, domains=dom, seed=1))
+    assert np.abs(batched.cov["source"] - official.cov["source"]).max() < 0.2 * np.abs(official.cov["source"]).max()
+
+
+def test_few_target_vectors_shrink_towards_source(rng):
+    src = residual_clips(rng, 4, 100, 1.0)
+    tgt = residual_clips(rng, 1, 20, 3.0)  # 100 blocks < 128 dims: singular on its own
+    be = AEMahalaBackend(variant="clean").fit(FitData(x=src + tgt, domains=np.array(["source"] * 4 + ["target"])))
+    w = be.info["target_weight"]
+    assert w == pytest.approx(100 / 1280)
+    only_t = np.cov(tgt[0].reshape(-1, 128).astype(np.float64), rowvar=False)
+    np.testing.assert_allclose(be.cov["target"], w * only_t + (1 - w) * be.cov["source"], rtol=1e-8, atol=1e-12)
+    assert np.all(np.isfinite(be.score(tgt)))
+    assert np.linalg.eigvalsh(be.cov["target"]).min() > 0
+
+
+def test_precision_matrix_handles_singular_covariance():
+    cov = np.diag([1.0, 2.0, 0.0])
+    p = precision_matrix(cov, ridge=0.0)  # Cholesky fails -> pseudo-inverse
+    np.testing.assert_allclose(p, np.diag([1.0, 0.5, 0.0]), atol=1e-12)
+    assert np.all(np.isfinite(precision_matrix(cov)))
+
+
+def test_mahala_state_round_trip_gives_identical_scores(rng, tmp_path):
+    src = residual_clips(rng, 3, 80, 1.0)
+    tgt = residual_clips(rng, 2, 80, 2.0)
+    be = AEMahalaBackend(reduction="mean_distance").fit(
+        FitData(x=src + tgt, domains=np.array(["source"] * 3 + ["target"] * 2), seed=7))
+    arrays, meta = be.get_state()
+    save_state(tmp_path, "backend", arrays, meta)
+    loaded = AEMahalaBackend.from_state(*load_state(tmp_path, "backend"))
+    test = residual_clips(rng, 4, 30, 1.5)
+    assert np.array_equal(loaded.score(test), be.score(test))
+    assert loaded.reduction == "mean_distance" and loaded.info == be.info
+
+
+def test_bad_inputs_are_refused(rng):
+    with pytest.raises(ValueError, match="multiple of block_size"):
+        AEMahalaBackend(block_size=100).fit(FitData(x=residual_clips(rng, 1, 5, 1.0), domains=np.array(["source"])))
+    with pytest.raises(ValueError, match="non-empty"):
+        AEMSEBackend().score([np.zeros((0, DIM))])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        AEMahalaBackend().score(residual_clips(rng, 1, 5, 1.0))
