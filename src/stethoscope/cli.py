@@ -48,7 +48,7 @@ def main(verbose: bool) -> None:
               help="fraction of the DCASE2025 dev-set clip counts (1.0: 990/10 train, 50x4 test)")
 @click.option("--duration", default=10.0, show_default=True, help="clip length in seconds")
 @MACHINES
-@click.option("--workers", default=None, type=int, help="processes (default: all cores)")
+@click.option("--workers", default=None, type=int, help="processes (default: 2)")
 @click.option("--overwrite", is_flag=True, help="replace an existing synthetic dataset in OUT_DIR")
 def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str | None,
           workers: int | None, overwrite: bool) -> None:

@@ -25,7 +25,8 @@ def background(machine: str, domain: str, n: int, sr: int, rng: np.random.Genera
     """Unit-power factory noise for a machine's site in a domain, varied per clip."""
     tilt, peaks, hum, spread = _PROFILES[domain]
     site = 1.0 + 0.15 * ((zlib.crc32(machine.encode()) % 1000) / 1000.0 - 0.5)  # per machine
-    peaks = tuple((fc * site * (1 + 0.05 * rng.standard_normal()), q, g + rng.normal(0, 2.0 * spread))
+    peaks = tuple((fc * site * (1 + 0.05 * rng.standard_normal()), q,
+                   g + rng.normal(0, 2.0 * spread))
                   for fc, q, g in peaks)
     recipe = Recipe(
         rotors={},

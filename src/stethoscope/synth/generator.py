@@ -63,14 +63,15 @@ class ClipJob:
 
 def clip_counts(scale: float = 1.0) -> dict[str, int]:
     """Per-machine counts at ``scale``, never below the floors that keep every metric defined."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 < scale <= 10:
+        raise ValueError(f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}")
     return {k: max(MIN_COUNTS[k], int(round(v * scale))) for k, v in FULL_COUNTS.items()}
 
 
 def _rng(seed: int, machine: str, split: str, domain: str, label: str, index: int,
          stream: int) -> np.random.Generator:
-    key = (zlib.crc32(machine.encode()), _CODES[split], _CODES[domain], _CODES[label], index, stream)
+    key = (zlib.crc32(machine.encode()), _CODES[split], _CODES[domain], _CODES[label], index,
+           stream)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
@@ -137,7 +138,10 @@ def synthesise(job: ClipJob, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def _work(job: ClipJob) -> str:
-    write_wav(job.path, synthesise(job))
+    try:
+        write_wav(job.path, synthesise(job))
+    except Exception as exc:  # name the file: a bare worker traceback does not
+        raise RuntimeError(f"{job.path}: could not write synthetic clip ({exc})") from exc
     return job.relative
 
 
@@ -154,11 +158,22 @@ def _write_attributes(mdir: Path, mt: MachineType, jobs: Iterable[ClipJob]) -> N
             w.writerow([j.relative] + vals)
 
 
+MANIFEST = "synth_manifest.csv"
+
+
 def _write_manifest(out: Path, jobs: list[ClipJob]) -> None:
-    with (out / "synth_manifest.csv").open("w", newline="") as fh:
+    """Ground truth per clip; rows of machine types not regenerated in this run are kept."""
+    path = out / MANIFEST
+    fresh = {j.machine for j in jobs}
+    kept: list[list[str]] = []
+    if path.exists():
+        with path.open(newline="") as fh:
+            kept = [r for r in list(csv.reader(fh))[1:] if len(r) > 1 and r[1] not in fresh]
+    with path.open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["file_name", "machine", "split", "domain", "label", "anomaly", "severity",
                     "snr_db", "true_attributes"])
+        w.writerows(kept)
         for j in jobs:
             w.writerow([j.relative, j.machine, j.split, j.domain, j.label, j.anomaly,
                         f"{j.severity:.3f}", f"{j.snr_db:.2f}" if j.split != "supplemental" else "",
@@ -169,8 +184,9 @@ def _prepare(out: Path, names: list[str], overwrite: bool) -> None:
     if (out / "dev_data").exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(
-                f"{out}: already holds a dev_data folder; choose an empty folder or pass "
-                "overwrite=True (which replaces the generated machine folders)")
+                f"{out}: already holds a dev_data folder; choose an empty folder or allow "
+                "overwriting (overwrite=True, or --overwrite on the command line), which replaces "
+                "the folders of the machine types being generated")
         for name in names:
             shutil.rmtree(out / "dev_data" / "raw" / name, ignore_errors=True)
 
@@ -190,15 +206,23 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
 
     ``scale`` shrinks the clip counts (floors keep every metric defined); ``workers`` processes
     render in parallel (default: up to 2); ``progress(done, total)`` is called as clips land.
+    A folder that already holds ``dev_data`` is refused (FileExistsError) unless ``overwrite``,
+    which deletes and rewrites the folders of the requested machine types only. The bytes depend
+    only on (seed, scale, duration) per machine type, not on ``workers`` or the other types.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
-    names = list(machines) if machines else list(DEFAULT_MACHINES)
+    if isinstance(machines, str):
+        machines = [machines]
+    names = list(dict.fromkeys(machines)) if machines else list(DEFAULT_MACHINES)
     unknown = [m for m in names if m not in MACHINES]
     if unknown:
         raise ValueError(f"unknown machine type(s) {unknown}; known: {sorted(MACHINES)}")
     if duration < 0.5:
         raise ValueError(f"duration must be at least 0.5 s, got {duration}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    clip_counts(scale)  # validate before touching the folder
     _prepare(out, names, overwrite)
     jobs: list[ClipJob] = []
     for name in names:
@@ -235,7 +259,8 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
             cnt[key] = cnt.get(key, 0) + 1
         per_machine[name] = {"clips": len(mj), "counts": cnt, "hidden_attributes":
                              MACHINES[name].hidden, "anomalies": list(MACHINES[name].anomalies)}
-    return {"root": str(out), "dev_root": str(out / "dev_data"), "seed": seed, "scale": scale,
-            "duration": duration, "sample_rate": SAMPLE_RATE, "clips": total,
+    return {"root": str(out), "dev_root": str(out / "dev_data"), "manifest": str(out / MANIFEST),
+            "seed": seed, "scale": scale,
+            "duration": duration, "sample_rate": SAMPLE_RATE, "clips": total, "n_clips": total,
             "machines": per_machine, "workers": workers,
             "seconds": round(time.perf_counter() - t0, 2)}

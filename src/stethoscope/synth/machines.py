@@ -208,7 +208,8 @@ def _toytrain(a: dict[str, str], rng: np.random.Generator) -> Recipe:
 MACHINES: dict[str, MachineType] = {m.name: m for m in (
     MachineType("fan", ("rpm", "bl"), source=(("1200", "5"), ("1500", "5"), ("1800", "5")),
                 target=(("1500", "7"), ("2100", "7")), build=_fan,
-                anomalies={"imbalance": 2, "looseness": 2, "bearing_outer": -8, "bearing_inner": -10}),
+                anomalies={"imbalance": 2, "looseness": 2, "bearing_outer": -8,
+                           "bearing_inner": -10}),
     MachineType("gearbox", ("volt", "wt"),
                 source=tuple((v, w) for v in ("1.0", "1.3", "1.6") for w in ("0", "50", "100")),
                 target=(("2.0", "150"), ("0.8", "150")), build=_gearbox, hidden=True,

@@ -42,7 +42,8 @@ class Layer:
 
 @dataclass
 class Harmonics(Layer):
-    """Orders of a shaft's rotation (wavetable); ``bump`` = (depth, width, min_order) tooth damage."""
+    """Orders of a shaft's rotation (wavetable); ``bump`` = (depth, width, min_order): a damaged
+    tooth."""
 
     rotor: str = "main"
     orders: dict[float, float] = field(default_factory=dict)
@@ -122,10 +123,10 @@ class _Ctx:
 
 @dataclass
 class Sound:
-    """A rendered sound: a waveform plus stationary noise still held as a power spectrum.
+    """A rendered sound: a waveform plus its stationary part still held as a power spectrum.
 
-    Stationary noise of every source (machine and background) is summed as power and synthesised
-    with one FFT at the very end; that single FFT is most of the cost of a clip.
+    Stationary noise and fixed-frequency hum of every source (machine and background) are summed
+    as power and synthesised with one FFT at the very end, instead of one FFT per source.
     """
 
     wave: np.ndarray
@@ -241,7 +242,8 @@ def _squeal(q: Squeal, ctx: _Ctx) -> np.ndarray:
     # stick-slip is not sinusoidal: the squeal carries a few harmonics
     table = S.wavetable(q.orders, rng)
     y = S.lookup(table, S.shaft_phase(rng, n, sr, q.freq, q.wobble, 3.0))
-    gate = S.slow_random(rng, n, sr, 1.5) + 1.5 * (q.on_frac - 0.5) * 2.0
+    # comes and goes: a slow random curve, shifted so that about ``on_frac`` of it is above zero
+    gate = S.slow_random(rng, n, sr, 1.5) + np.float32(3.0 * (q.on_frac - 0.5))
     return y * np.clip(gate, 0.0, 1.0)
 
 

@@ -198,7 +198,7 @@ def impulses(n: int, idx: np.ndarray, amps: np.ndarray) -> np.ndarray:
 
 
 def resonator(x: np.ndarray, sr: int, fc: float, decay_s: float) -> np.ndarray:
-    """Ring a two-pole resonance at ``fc`` Hz with 1/e decay time ``decay_s``: a struck structure."""
+    """Ring a two-pole resonance at ``fc`` Hz, 1/e decay time ``decay_s``: a struck structure."""
     r = np.exp(-1.0 / (decay_s * sr))
     w = TWO_PI * min(fc, 0.45 * sr) / sr
     a = [1.0, -2.0 * r * np.cos(w), r * r]
