@@ -7,7 +7,7 @@ silent and the CLI shows one bar per stage (feature extraction, epochs, back end
 from __future__ import annotations
 
 import logging
-import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -41,15 +41,36 @@ class ProgressDisplay:
         self._progress.update(self._tasks[stage], completed=done, total=total, info=text)
 
 
+class LineProgress:
+    """Progress for logs and pipes: a line per stage every ``every`` seconds and at completion."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
+        now = time.monotonic()
+        self._start.setdefault(stage, now)
+        if done < total and now - self._last.get(stage, 0.0) < self.every:
+            return
+        self._last[stage] = now
+        elapsed = now - self._start[stage]
+        console.print(f"{stage}: {done}/{total} ({elapsed:.0f} s) {_fmt(info or {})}",
+                      highlight=False, soft_wrap=True)
+
+
 @contextmanager
-def progress_display(enabled: bool = True) -> Iterator[ProgressDisplay | None]:
+def progress_display(enabled: bool = True) -> Iterator[ProgressDisplay | LineProgress | None]:
     if not enabled:
         yield None
         return
+    if not console.is_terminal:
+        yield LineProgress()
+        return
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                   TextColumn("{task.fields[info]}"), console=console,
-                   disable=not sys.stderr.isatty() and False)
+                   TextColumn("{task.fields[info]}"), console=console)
     with bar:
         yield ProgressDisplay(bar)
 

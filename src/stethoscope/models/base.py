@@ -56,10 +56,7 @@ register_frontend = FRONTENDS.register
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The device name the trainers get ('auto' resolved), as a string for JSON configs."""
+    from stethoscope.devices import torch_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{device}' requested but CUDA is not available")
-    return device
+    return str(torch_device(device))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from stethoscope import SAMPLE_RATE
+from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.acae.features import FeatureSpec, acae_features, batch_features, stack_waves
 from stethoscope.models.acae.losses import ArcFaceHead, acae_loss
 from stethoscope.models.acae.torch_model import ACAE
@@ -85,15 +86,6 @@ class ACAEConfig:
         if "channels" in d:
             d["channels"] = tuple(int(c) for c in d["channels"])
         return cls(**d)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> CUDA when available, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

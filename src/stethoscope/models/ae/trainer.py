@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.ae.torch_model import DenseAE
 from stethoscope.state_io import load_state, save_state
 
@@ -52,15 +53,6 @@ class AEConfig:
     n_hidden: int = 4
     eval_batch: int = 16384
     extra: dict[str, Any] = field(default_factory=dict)  # free-form, recorded in checkpoints
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """'auto' means the GPU when there is one."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------- pickle-free weights

@@ -38,6 +38,7 @@ class DualCNNFrontEnd(FrontEnd):
         super().__init__(params, device)
         self.members: list = []
         self.class_names: list[str] = []
+        self._memo: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def n_views(self) -> int:
@@ -57,6 +58,7 @@ class DualCNNFrontEnd(FrontEnd):
 
     def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
             progress: Progress | None = None, work_dir: Path | None = None) -> None:
+        self._memo.clear()
         labels, self.class_names = class_labels(clips)
         n = int(self.params.get("ensemble", 1))
         seed0 = int(self.params.get("seed", 0))
@@ -77,8 +79,16 @@ class DualCNNFrontEnd(FrontEnd):
                 save_state(member_dir, "dualcnn", model_state(model), model_meta(model))
 
     def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str) -> np.ndarray:
+        """Embeddings are memoised per clip: the back ends of one study share one forward pass."""
+        todo = [i for i, c in enumerate(clips) if (output, str(c.path)) not in self._memo]
+        if todo:
+            fresh = self._compute([inputs[i] for i in todo], output)
+            for i, row in zip(todo, fresh):
+                self._memo[(output, str(clips[i].path))] = row
+        return np.stack([self._memo[(output, str(c.path))] for c in clips])
+
+    def _compute(self, waves: list[np.ndarray], output: str) -> np.ndarray:
         dev = resolve_device(self.device)
-        waves = list(inputs)
         if output == "embedding":
             parts = [embed(m, waves, device=dev, normalize=True) for m in self.members]
         elif output == "views":

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.dualcnn.frontend import fit_length
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos, feature_exchange, mixup, one_hot
 from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
@@ -51,12 +52,6 @@ class DualCNNConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _stack(waves: Sequence[np.ndarray], length: int, mode: str, pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
