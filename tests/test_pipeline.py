@@ -141,3 +141,31 @@ def test_saved_model_scores_match_in_process(tiny_data: Path, tmp_path: Path):
     for key in a:
         np.testing.assert_allclose(a[key][1], b[key][1], rtol=1e-6)
         np.testing.assert_array_equal(a[key][2], b[key][2])
+
+
+def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
+    """The CNN back ends and the ACAE through `run`: one CNN training serves three back ends."""
+    run = tmp_path / "run"
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(
+        f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
+        "systems: [cnn-kmeans, cnn-ds, cnn-dtmm, acae]\n"
+        "frontends:\n  dualcnn: {epochs: 1, batch_size: 16, n_views: 3}\n"
+        "  acae: {epochs: 1, batch_size: 16}\n")
+    out = _invoke("run", "--config", str(cfg))
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary) == {"cnn-kmeans", "cnn-ds", "cnn-dtmm", "acae"}
+    for name, v in summary.items():
+        assert 0.0 < v["official_score"] <= 1.0, name
+        clip_scores = (run / name / "clip_scores.csv").read_text().splitlines()
+        assert len(clip_scores) == 1 + sum(
+            len(list((tiny_data / "dev_data" / "raw" / m / "test").glob("*.wav"))) for m in MACHINES)
+    w = [(run / s / "model" / "frontend" / "dualcnn_0.safetensors").read_bytes()
+         for s in ("cnn-kmeans", "cnn-ds", "cnn-dtmm")]
+    assert w[0] == w[1] == w[2]
+    # DtMM decides with its own threshold T = mu + k sigma of the held-out KLs
+    meta = json.loads((run / "cnn-dtmm" / "model" / "backends" / "fan_section_00.json").read_text())
+    assert meta["threshold"]["rule"] == "mu-k-sigma"
+    assert np.isclose(meta["threshold"]["value"], meta["state"]["threshold"], rtol=1e-9)
+    assert (run / "acae" / "embeddings.npz").exists()
+    assert "report:" in out and (run / "report" / "index.html").exists()
