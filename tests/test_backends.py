@@ -279,3 +279,35 @@ def test_state_round_trip_gives_identical_scores(tmp_path, name, kwargs, views):
     if name == "dtmm":
         assert restored.threshold == backend.threshold
         np.testing.assert_array_equal(restored.threshold_scores, backend.threshold_scores)
+
+
+def test_ensemble_averages_member_scores_and_round_trips():
+    from stethoscope.backends.base import FitData
+    from stethoscope.backends.ensemble import EnsembleBackend
+    from stethoscope.backends.kmeans import KMeansBackend
+    from stethoscope.state_io import load_state, save_state
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(40, 8))
+    b = rng.normal(size=(40, 8)) + 1.0
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    x = np.concatenate([a, b], axis=1) / np.sqrt(2)  # two members side by side, unit length
+    doms = np.array(["source"] * 36 + ["target"] * 4)
+    ens = EnsembleBackend([KMeansBackend(n_clusters=4), KMeansBackend(n_clusters=4)])
+    ens.fit(FitData(x, doms, seed=0))
+    ka = KMeansBackend(n_clusters=4).fit(FitData(a, doms, seed=0))
+    kb = KMeansBackend(n_clusters=4).fit(FitData(b, doms, seed=0))
+    q = rng.normal(size=(5, 16))
+    qa, qb = q[:, :8], q[:, 8:]
+    qa /= np.linalg.norm(qa, axis=1, keepdims=True)
+    qb /= np.linalg.norm(qb, axis=1, keepdims=True)
+    xq = np.concatenate([qa, qb], axis=1) / np.sqrt(2)
+    np.testing.assert_allclose(ens.score(xq), (ka.score(qa) + kb.score(qb)) / 2, atol=1e-12)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        arrays, meta = ens.get_state()
+        save_state(d, "ens", arrays, meta)
+        back = EnsembleBackend.from_state(*load_state(d, "ens"))
+    np.testing.assert_allclose(back.score(xq), ens.score(xq), atol=1e-12)

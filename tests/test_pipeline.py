@@ -150,7 +150,7 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
     cfg.write_text(
         f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
         "systems: [cnn-kmeans, cnn-ds, cnn-dtmm, acae]\n"
-        "frontends:\n  dualcnn: {epochs: 1, batch_size: 16, n_views: 3}\n"
+        "frontends:\n  dualcnn: {epochs: 1, batch_size: 16, n_views: 3, ensemble: 2}\n"
         "  acae: {epochs: 1, batch_size: 16}\n")
     out = _invoke("run", "--config", str(cfg))
     summary = json.loads((run / "summary.json").read_text())
@@ -160,12 +160,19 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
         clip_scores = (run / name / "clip_scores.csv").read_text().splitlines()
         assert len(clip_scores) == 1 + sum(
             len(list((tiny_data / "dev_data" / "raw" / m / "test").glob("*.wav"))) for m in MACHINES)
-    w = [(run / s / "model" / "frontend" / "dualcnn_0.safetensors").read_bytes()
+    w = [(run / s / "model" / "frontend" / "dualcnn_1.safetensors").read_bytes()
          for s in ("cnn-kmeans", "cnn-ds", "cnn-dtmm")]
     assert w[0] == w[1] == w[2]
+    # a 2-seed ensemble: one back end per member, scores averaged
+    ds = json.loads((run / "cnn-ds" / "model" / "backends" / "fan_section_00.json").read_text())
+    assert ds["backend"] == "ensemble" and len(ds["state"]["members"]) == 2
     # DtMM decides with its own threshold T = mu + k sigma of the held-out KLs
     meta = json.loads((run / "cnn-dtmm" / "model" / "backends" / "fan_section_00.json").read_text())
     assert meta["threshold"]["rule"] == "mu-k-sigma"
-    assert np.isclose(meta["threshold"]["value"], meta["state"]["threshold"], rtol=1e-9)
+    from stethoscope.state_io import load_state
+
+    arrays, _ = load_state(run / "cnn-dtmm" / "model" / "backends", "fan_section_00")
+    kls = arrays["threshold_scores"]
+    assert np.isclose(meta["threshold"]["value"], kls.mean() + 3.0 * kls.std(), rtol=1e-9)
     assert (run / "acae" / "embeddings.npz").exists()
     assert "report:" in out and (run / "report" / "index.html").exists()

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stethoscope.backends.base import BACKENDS, FitData
+from stethoscope.backends.ensemble import EnsembleBackend
 from stethoscope.data.catalog import Catalog
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
@@ -74,7 +75,12 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
         classes, _ = class_labels(clips)
         data = FitData(x=x, domains=np.array([c.domain or "source" for c in clips]),
                        classes=classes, seed=seed)
-        backend = backend_cls(**cfg.backend.params).fit(data)
+        n_members = int(getattr(frontend, "n_members", 1))
+        if n_members > 1:  # seed ensemble: one back end per member, scores averaged
+            backend = EnsembleBackend([backend_cls(**cfg.backend.params)
+                                       for _ in range(n_members)]).fit(data)
+        else:
+            backend = backend_cls(**cfg.backend.params).fit(data)
         own = getattr(backend, "threshold_scores", None)
         train_scores = np.asarray(own) if own is not None and len(own) else backend.score(x)
         rule = threshold_cls(**cfg.threshold.params)

@@ -51,7 +51,7 @@ class SystemModel:
         self.frontend.save(directory / "frontend")
         for (machine, section), sm in self.sections.items():
             arrays, meta = sm.backend.get_state()
-            meta = {"backend": self.config.backend.name, "state": meta,
+            meta = {"backend": sm.backend.name, "state": meta,
                     "threshold": sm.threshold.get_state(), "n_train": sm.n_train}
             save_state(directory / "backends", f"{machine}_section_{section}", arrays, meta)
         # system.json last: its presence marks a complete model directory
@@ -79,9 +79,9 @@ class SystemModel:
         config = SystemConfig.from_dict(meta["system"])
         frontend = FRONTENDS.get(config.frontend.name).load(directory / "frontend", device=device)
         sections: dict[tuple[str, str], SectionModel] = {}
-        backend_cls = BACKENDS.get(config.backend.name)
         for machine, section in meta["sections"]:
             arrays, bmeta = load_state(directory / "backends", f"{machine}_section_{section}")
+            backend_cls = BACKENDS.get(bmeta.get("backend", config.backend.name))
             sections[(machine, section)] = SectionModel(
                 backend=backend_cls.from_state(arrays, bmeta["state"]),
                 threshold=ThresholdRule.from_state(bmeta["threshold"]),

@@ -2,8 +2,8 @@
 on the auxiliary classes; it feeds the k-means, DensitySoftmax and DtMM back ends.
 
 Ensembles (``ensemble: N``) train N seeds; a clip's embedding is the concatenation of the members'
-length-normalised embeddings scaled by 1/sqrt(N), so the cosine similarity of two clips is the mean of
-the members' cosine similarities (the usual score averaging, for cosine-based back ends).
+length-normalised embeddings scaled by 1/sqrt(N) (unit length overall); the pipeline then fits one
+back end per member and averages their scores (:mod:`stethoscope.backends.ensemble`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class DualCNNFrontEnd(FrontEnd):
         self.members: list = []
         self.class_names: list[str] = []
         self._memo: dict[tuple[str, str], np.ndarray] = {}
+
+    @property
+    def n_members(self) -> int:
+        return max(1, len(self.members))
 
     @property
     def n_views(self) -> int:
