@@ -36,6 +36,9 @@ class ProgressDisplay:
 
     def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
         text = _fmt(info or {})
+        task = self._tasks.get(stage)
+        if task is not None and self._progress.tasks[task].finished and done < total:
+            del self._tasks[stage]
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total, info=text)
         self._progress.update(self._tasks[stage], completed=done, total=total, info=text)
@@ -58,6 +61,9 @@ class LineProgress:
         elapsed = now - self._start[stage]
         console.print(f"{stage}: {done}/{total} ({elapsed:.0f} s) {_fmt(info or {})}",
                       highlight=False, soft_wrap=True)
+        if done >= total:  # the same stage name may come back later (e.g. test features)
+            self._start.pop(stage, None)
+            self._last.pop(stage, None)
 
 
 @contextmanager
