@@ -111,6 +111,8 @@ def summary_text(result, wall: float, report_path: Path | None) -> str:
         lines.append(f"{name:14s} {oc.status:28s} official score {score}")
         for path, reason in oc.failures[:5]:
             lines.append(f"    skipped {path}: {reason}")
+        if len(oc.failures) > 5:
+            lines.append(f"    ... and {len(oc.failures) - 5} more skipped files")
     if result.catalog_issues:
         lines.append(f"{len(result.catalog_issues)} file(s) skipped while reading the dataset:")
         lines += [f"    {i}" for i in result.catalog_issues[:10]]

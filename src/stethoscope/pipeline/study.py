@@ -81,10 +81,12 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
             continue
         to_fit = [c for c in pending if not is_model_dir(system_dir(run_dir, c.name) / "model")]
         models: dict[str, SystemModel] = {}
+        train_failures: list[tuple[str, str]] = []
         if to_fit:
             feature = FRONTENDS.get(group[0].frontend.name).feature
             feats = load_features(clips, feature, cache_dir=cache_dir, device=device,
                                   on_error=on_error, progress=progress)
+            train_failures = [(str(p), r) for p, r in feats.failures]
             donor = next((c for c in group if is_model_dir(system_dir(run_dir, c.name) / "model")),
                          None)
             if donor is not None:
@@ -104,6 +106,7 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
             outcome = _score_and_evaluate(model, catalog, run_dir, cache_dir, device, on_error,
                                           ground_truth, progress)
             outcome.status = "done" if cfg.name in models else "scored (model reused)"
+            outcome.failures = train_failures + outcome.failures
             result.outcomes[cfg.name] = outcome
     write_summary(run_dir)
     return result
