@@ -178,3 +178,14 @@ def test_simple_detector_beats_chance_but_is_not_perfect():
     auc_s = float(np.mean([r["auc_s"] for r in res.values()]))
     assert 0.6 < within < 0.95, res
     assert 0.6 < auc_s < 0.97, res
+
+
+def test_target_train_count_is_fixed_whatever_the_scale(tmp_path):
+    from stethoscope.data import Catalog
+    from stethoscope.synth import generate_dataset
+
+    generate_dataset(tmp_path, seed=1, scale=0.02, duration=1.0, machines=["valve"], workers=1,
+                     target_train=5)
+    cat = Catalog.scan(tmp_path)
+    assert len(cat.select(split="train", domain="target")) == 5
+    assert len(cat.select(split="train", domain="source")) == 20

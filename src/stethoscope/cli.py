@@ -49,9 +49,11 @@ def main(verbose: bool) -> None:
 @click.option("--duration", default=10.0, show_default=True, help="clip length in seconds")
 @MACHINES
 @click.option("--workers", default=None, type=int, help="processes (default: 2)")
+@click.option("--target-train", type=int, default=None,
+              help="target-domain training clips per machine, whatever the scale (DCASE: 10)")
 @click.option("--overwrite", is_flag=True, help="replace an existing synthetic dataset in OUT_DIR")
 def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str | None,
-          workers: int | None, overwrite: bool) -> None:
+          workers: int | None, target_train: int | None, overwrite: bool) -> None:
     """Write a synthetic machine-sound dataset in the DCASE2025 dev layout to OUT_DIR."""
     from stethoscope.synth import generate_dataset
     from stethoscope.ui import progress_display
@@ -60,7 +62,7 @@ def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str
         cb = (lambda d, t: progress("synthesising clips", d, t, {})) if progress else None
         summary = generate_dataset(out_dir, seed=seed, scale=scale, duration=duration,
                                    machines=_machines(machines), workers=workers, progress=cb,
-                                   overwrite=overwrite)
+                                   overwrite=overwrite, target_train=target_train)
     click.echo(f"wrote {summary.get('n_clips', '?')} clips to {out_dir}")
 
 

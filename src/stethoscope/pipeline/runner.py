@@ -80,7 +80,7 @@ class StudySpec:
 
 def execute_study(spec: StudySpec, echo=print) -> "object":
     from stethoscope.pipeline.study import run_study
-    from stethoscope.ui import console, progress_display
+    from stethoscope.ui import progress_display
 
     from stethoscope.features.cache import default_cache_dir
 
@@ -98,7 +98,8 @@ def execute_study(spec: StudySpec, echo=print) -> "object":
         from stethoscope.report import build_report
 
         report_path = build_report(Path(spec.out))
-    console.print(summary_text(result, wall, report_path))
+    # plain stdout, never wrapped: tables must stay readable in logs and pipes
+    print(summary_text(result, wall, report_path), flush=True)
     return result
 
 

@@ -61,11 +61,19 @@ class ClipJob:
         return f"{self.machine}/{self.split}/{self.path.name}"
 
 
-def clip_counts(scale: float = 1.0) -> dict[str, int]:
-    """Per-machine counts at ``scale``, never below the floors that keep every metric defined."""
+def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str, int]:
+    """Per-machine counts at ``scale``, never below the floors that keep every metric defined.
+
+    ``target_train`` fixes the number of target-domain training clips whatever the scale (the
+    first-shot setting of DCASE has 10 of them, and a small demo should keep that)."""
     if not 0 < scale <= 10:
         raise ValueError(f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}")
-    return {k: max(MIN_COUNTS[k], int(round(v * scale))) for k, v in FULL_COUNTS.items()}
+    counts = {k: max(MIN_COUNTS[k], int(round(v * scale))) for k, v in FULL_COUNTS.items()}
+    if target_train is not None:
+        if not 1 <= target_train <= 9999:
+            raise ValueError(f"target_train must be in [1, 9999], got {target_train}")
+        counts["train_target"] = int(target_train)
+    return counts
 
 
 def _rng(seed: int, machine: str, split: str, domain: str, label: str, index: int,
@@ -76,9 +84,9 @@ def _rng(seed: int, machine: str, split: str, domain: str, label: str, index: in
 
 
 def plan_machine(out: Path, mt: MachineType, seed: int, scale: float, duration: float,
-                 sr: int = SAMPLE_RATE) -> list[ClipJob]:
+                 sr: int = SAMPLE_RATE, target_train: int | None = None) -> list[ClipJob]:
     """All clips of one machine type, with attributes, faults and SNRs drawn."""
-    counts = clip_counts(scale)
+    counts = clip_counts(scale, target_train)
     n = int(round(duration * sr))
     root = out / "dev_data" / "raw" / mt.name
     cells: list[tuple[str, str, str, int]] = [
@@ -201,7 +209,7 @@ def _context() -> mp.context.BaseContext:
 def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
                      duration: float = 10.0, machines: Iterable[str] | None = None,
                      workers: int | None = None, progress: Progress | None = None,
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, target_train: int | None = None) -> dict:
     """Write a synthetic DCASE2025-layout development set; returns a summary.
 
     ``scale`` shrinks the clip counts (floors keep every metric defined); ``workers`` processes
@@ -222,12 +230,12 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
         raise ValueError(f"duration must be at least 0.5 s, got {duration}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    clip_counts(scale)  # validate before touching the folder
+    clip_counts(scale, target_train)  # validate before touching the folder
     _prepare(out, names, overwrite)
     jobs: list[ClipJob] = []
     for name in names:
         mt = MACHINES[name]
-        mjobs = plan_machine(out, mt, seed, scale, duration)
+        mjobs = plan_machine(out, mt, seed, scale, duration, target_train=target_train)
         mdir = out / "dev_data" / "raw" / name
         for split in ("train", "test", "supplemental"):
             (mdir / split).mkdir(parents=True, exist_ok=True)
