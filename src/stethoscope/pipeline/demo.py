@@ -11,11 +11,11 @@ from pathlib import Path
 from stethoscope.pipeline.runner import StudySpec, execute_study
 from stethoscope.ui import console
 
-#: synthetic data of the demo: 7 machine types, 8 % of the DCASE source clips (80 train, 4 per
-#: test cell) but the full 10 target-domain training clips of the first-shot setting, 4 s clips
-DEMO_DATA = {"scale": 0.08, "duration": 4.0, "target_train": 10}
+#: synthetic data of the demo: 7 machine types, 12 % of the DCASE source clips (119 train, 6 per
+#: test cell) but the full 10 target-domain training clips of the first-shot setting, 5 s clips
+DEMO_DATA = {"scale": 0.12, "duration": 5.0, "target_train": 10}
 #: training length of the demo, per front end
-DEMO_FRONTENDS = {"ae": {"epochs": 20}, "dualcnn": {"epochs": 6}, "acae": {"epochs": 6}}
+DEMO_FRONTENDS = {"ae": {"epochs": 30}, "dualcnn": {"epochs": 8}, "acae": {"epochs": 8}}
 
 
 def run_demo(out: Path, systems: str = "all", seed: int = 0, device: str = "auto") -> None:
