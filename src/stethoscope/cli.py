@@ -74,7 +74,7 @@ def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="also write the metrics as JSON")
 @click.option("--result-csv", type=click.Path(path_type=Path), default=None,
-              help="official result CSV path (default: SCORES_DIR/result.csv)")
+              help="also write the official evaluator's result CSV to this path")
 def evaluate(scores_dir: Path, ground_truth: Path | None, json_path: Path | None,
              result_csv: Path | None) -> None:
     """Official DCASE metrics (AUC-s, AUC-t, pAUC, P/R/F1, official score) of a scores folder."""
@@ -87,9 +87,9 @@ def evaluate(scores_dir: Path, ground_truth: Path | None, json_path: Path | None
     click.echo(result.format_table())
     for note in result.notes:
         click.echo(f"note: {note}")
-    csv_path = result_csv or scores_dir / "result.csv"
-    result.write_result_csv(csv_path)
-    click.echo(f"result CSV: {csv_path}")
+    if result_csv:
+        result.write_result_csv(result_csv)
+        click.echo(f"result CSV: {result_csv}")
     if json_path:
         result.write_json(json_path)
         click.echo(f"JSON: {json_path}")
