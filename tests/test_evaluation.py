@@ -304,3 +304,23 @@ def test_read_value_csv_reports_line_of_bad_value(tmp_path: Path) -> None:
     path.write_text("a.wav,0.1\nb.wav,oops\n")
     with pytest.raises(EvaluationError, match=r"line 2.*oops"):
         read_value_csv(path)
+
+
+@pytest.mark.parametrize("system", ["sysA", "sysB"])
+def test_cli_evaluate_reproduces_official_scores(shared: Path, system: str, tmp_path: Path) -> None:
+    """The acceptance command itself: `stethoscope evaluate DIR --ground-truth GT --json out.json`."""
+    from click.testing import CliRunner
+
+    from stethoscope.cli import main
+
+    fx = shared / "fixtures" / "official_evaluator"
+    out = tmp_path / "out.json"
+    res = CliRunner().invoke(main, ["evaluate", str(fx / "teams" / "demo_team" / system),
+                                    "--ground-truth", str(fx), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    got = json.loads(out.read_text())
+    want = json.loads((fx / "expected" / "official_scores.json").read_text())[system]
+    assert abs(got["official_score"] - want["official_score"]) <= 1e-9
+    for machine, sections in want["machines"].items():
+        for key, value in sections["00"].items():
+            assert abs(got["machines"][machine]["00"][key] - value) <= 1e-9, (machine, key)
