@@ -176,3 +176,35 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
     assert np.isclose(meta["threshold"]["value"], kls.mean() + 3.0 * kls.std(), rtol=1e-9)
     assert (run / "acae" / "embeddings.npz").exists()
     assert "report:" in out and (run / "report" / "index.html").exists()
+
+
+def test_evaluation_set_names_with_ground_truth(tiny_data: Path, tmp_path: Path):
+    """Eval-style names (section_00_NNNN.wav): labels hidden in the data, given by a ground truth."""
+    from stethoscope.data import Catalog
+
+    root = tmp_path / "eval_root"
+    gt = tmp_path / "gt"
+    for sub in ("ground_truth_data", "ground_truth_domain"):
+        (gt / sub).mkdir(parents=True)
+    src = tiny_data / "dev_data" / "raw" / "fan"
+    shutil.copytree(src / "train", root / "eval_data" / "raw" / "fan" / "train")
+    test_dir = root / "eval_data" / "raw" / "fan" / "test"
+    test_dir.mkdir(parents=True)
+    labels, domains = [], []
+    for i, clip in enumerate(sorted((src / "test").glob("*.wav"))):
+        name = f"section_00_{i:04d}.wav"
+        shutil.copy(clip, test_dir / name)
+        labels.append(f"{name},{int('_anomaly_' in clip.name)}")
+        domains.append(f"{name},{int('_target_' in clip.name)}")
+    (gt / "ground_truth_data" / "ground_truth_fan_section_00_test.csv").write_text("\n".join(labels) + "\n")
+    (gt / "ground_truth_domain" / "ground_truth_fan_section_00_test.csv").write_text("\n".join(domains) + "\n")
+    cat = Catalog.scan(root)
+    assert {c.dataset for c in cat.clips} == {"eval"}
+    assert all(c.label is None and c.domain is None for c in cat.select(split="test"))
+    run = tmp_path / "run"
+    out = _invoke("run", "--systems", "spectral", "--data", str(root), "--out", str(run),
+                  "--ground-truth", str(gt), "--cache-dir", str(tmp_path / "c"))
+    ev = json.loads((run / "spectral" / "evaluation.json").read_text())
+    assert set(ev["machines"]) == {"fan"}
+    assert ev["machines"]["fan"]["00"]["auc_target"] is not None
+    assert "official score" in out
