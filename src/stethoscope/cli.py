@@ -12,7 +12,7 @@ from stethoscope import __version__
 
 log = logging.getLogger("stethoscope")
 
-from stethoscope.cli_common import CACHE, DEVICE, MACHINES, ON_ERROR, _cache, _machines  # noqa: F401
+from stethoscope.cli_common import MACHINES, _machines
 
 
 class _Group(click.Group):

@@ -57,3 +57,18 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Length normalisation applied to embeddings before any back end (SPEC 4.2)."""
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def clip_embeddings(x: np.ndarray) -> np.ndarray:
+    """(N, D) unit-length clip embeddings; (N, V, D) view stacks are pooled by their mean direction."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 3:
+        x = l2_normalise(x).mean(axis=1)
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, D) or (N, V, D) embeddings, got shape {x.shape}")
+    return l2_normalise(x)
+
+
+def min_cosine_distance(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(N,) min over centres of 1 - cos; both inputs unit length."""
+    return 1.0 - (z @ centres.T).max(axis=1)

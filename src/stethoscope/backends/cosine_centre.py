@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stethoscope.backends.base import Backend, FitData, l2_normalise, register_backend
-from stethoscope.backends.kmeans import clip_embeddings, min_cosine_distance
+from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
+                                        min_cosine_distance, register_backend)
 
 
 @register_backend("cosine-centre")

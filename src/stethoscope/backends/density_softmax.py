@@ -32,8 +32,8 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.covariance import ledoit_wolf
 
-from stethoscope.backends.base import Backend, FitData, l2_normalise, register_backend
-from stethoscope.backends.kmeans import clip_embeddings
+from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
+                                        register_backend)
 
 VARIANTS = ("msp", "neg-logsumexp", "min-mahalanobis")
 LOGITS = ("cosine", "gaussian")

@@ -12,22 +12,8 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans
 
-from stethoscope.backends.base import Backend, FitData, l2_normalise, register_backend
-
-
-def clip_embeddings(x: np.ndarray) -> np.ndarray:
-    """(N, D) unit-length clip embeddings; (N, V, D) view stacks are pooled by their mean direction."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3:
-        x = l2_normalise(x).mean(axis=1)
-    if x.ndim != 2:
-        raise ValueError(f"expected (N, D) or (N, V, D) embeddings, got shape {x.shape}")
-    return l2_normalise(x)
-
-
-def min_cosine_distance(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(N,) min over centres of 1 - cos; both inputs unit length."""
-    return 1.0 - (z @ centres.T).max(axis=1)
+from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
+                                        min_cosine_distance, register_backend)
 
 
 @register_backend("kmeans")
