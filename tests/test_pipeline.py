@@ -208,3 +208,16 @@ def test_evaluation_set_names_with_ground_truth(tiny_data: Path, tmp_path: Path)
     assert set(ev["machines"]) == {"fan"}
     assert ev["machines"]["fan"]["00"]["auc_target"] is not None
     assert "official score" in out
+
+
+def test_front_ends_with_different_settings_are_trained_separately(tiny_data: Path, tmp_path: Path):
+    """acae and its no-attention ablation share a front-end name but not a model."""
+    run = tmp_path / "run"
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
+                   "systems: [acae, acae-noattn]\nfrontends:\n  acae: {epochs: 1, batch_size: 16}\n")
+    _invoke("run", "--config", str(cfg))
+    a = (run / "acae" / "model" / "frontend" / "acae.safetensors").read_bytes()
+    b = (run / "acae-noattn" / "model" / "frontend" / "acae.safetensors").read_bytes()
+    assert a != b
+    assert len(list((run / ".work").iterdir())) == 2

@@ -105,7 +105,7 @@ def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
         feats = load_features(clips, feature, cache_dir=cache_dir, device=device,
                               on_error=on_error, progress=progress)
         report.failures.extend(feats.failures)
-        fe_work = (work_dir / _slug(lead.frontend.name)) if work_dir else None
+        fe_work = (work_dir / lead.frontend.slug()) if work_dir else None
         frontend = fit_frontend(lead, feats, device, progress, fe_work)
         for cfg in group:
             model = fit_backends(cfg, frontend, feats, progress)
@@ -115,6 +115,3 @@ def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
             report.models[cfg.name] = model
     return report
 
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)

@@ -93,7 +93,7 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
                 frontend = SystemModel.load(system_dir(run_dir, donor.name) / "model", device).frontend
                 log.info("%s: reusing the front end trained for %s", group[0].frontend.name, donor.name)
             else:
-                work = run_dir / ".work" / group[0].frontend.name
+                work = run_dir / ".work" / group[0].frontend.slug()
                 frontend = fit_frontend(to_fit[0], feats, device, progress, work)
             for cfg in to_fit:
                 model = fit_backends(cfg, frontend, feats, progress)

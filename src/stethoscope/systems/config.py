@@ -21,6 +21,12 @@ class ComponentSpec:
     def key(self) -> str:
         return json.dumps({"name": self.name, "params": self.params}, sort_keys=True)
 
+    def slug(self) -> str:
+        """Folder-safe id of this exact spec: two specs of one front end never share a work folder."""
+        import hashlib
+
+        return f"{self.name}-{hashlib.sha1(self.key().encode()).hexdigest()[:10]}"
+
 
 @dataclass(frozen=True)
 class SystemConfig:
