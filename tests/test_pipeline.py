@@ -174,7 +174,11 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
     arrays, _ = load_state(run / "cnn-dtmm" / "model" / "backends", "fan_section_00")
     kls = arrays["threshold_scores"]
     assert np.isclose(meta["threshold"]["value"], kls.mean() + 3.0 * kls.std(), rtol=1e-9)
-    assert (run / "acae" / "embeddings.npz").exists()
+    for name in ("acae", "cnn-dtmm"):  # scored on embeddings / on views: both get a 2-D map input
+        emb = np.load(run / name / "embeddings.npz")
+        rows = (run / name / "clip_scores.csv").read_text().splitlines()[1:]
+        assert list(emb["file_name"]) == [r.split(",")[2] for r in rows]
+        assert emb["x"].shape[0] == len(rows) and np.all(np.isfinite(emb["x"]))
     assert "report:" in out and (run / "report" / "index.html").exists()
 
 

@@ -27,13 +27,20 @@ class ScoreReport:
     skipped_machines: list[str] = field(default_factory=list)
     #: (machine, section) -> (clips, scores, decisions), for reports and plots
     results: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: (machine, section) -> the back-end inputs the scores came from (embeddings, residuals, ...)
+    inputs: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
 def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | None = None,
-                device: str = "auto", on_error: str = "skip", progress: Progress | None = None
+                device: str = "auto", on_error: str = "skip", progress: Progress | None = None,
+                keep_inputs: dict | None = None
                 ) -> tuple[dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]],
                            list[tuple[Path, str]]]:
-    """Scores and decisions per (machine, section) for clips the model has a back end for."""
+    """Scores and decisions per (machine, section) for clips the model has a back end for.
+
+    ``keep_inputs`` (a dict) receives the back-end inputs per (machine, section), so callers that
+    also need them (embedding maps) do not run the front end twice.
+    """
     feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
                           on_error=on_error, progress=progress)
     out: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = {}
@@ -47,6 +54,8 @@ def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | 
         x = model.frontend.transform([feats.clips[j] for j in idx],
                                      [feats.features[j] for j in idx], model.config.backend_input)
         scores = np.asarray(sm.backend.score(x), dtype=np.float64)
+        if keep_inputs is not None:
+            keep_inputs[key] = x
         out[key] = ([feats.clips[j] for j in idx], scores, sm.threshold.decide(scores))
     return out, feats.failures
 
@@ -68,7 +77,8 @@ def score_catalog(model: SystemModel, catalog: Catalog, out_dir: str | Path, *,
         raise ValueError(f"{catalog.root}: no test clips of the model's machine types "
                          f"({', '.join(model.machines())})")
     results, report.failures = score_clips(model, usable, cache_dir=cache_dir, device=device,
-                                           on_error=on_error, progress=progress)
+                                           on_error=on_error, progress=progress,
+                                           keep_inputs=report.inputs)
     for (machine, section), (clips, scores, decisions) in results.items():
         write_submission(out_dir, machine, section, [c.name for c in clips], scores, decisions)
         report.written.append((machine, section, len(clips)))

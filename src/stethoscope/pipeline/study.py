@@ -154,7 +154,7 @@ def _score_and_evaluate(model: SystemModel, catalog: Catalog, run_dir: Path, cac
     rep = score_catalog(model, catalog, sdir / "scores", cache_dir=cache_dir, device=device,
                         on_error=on_error, progress=progress)
     _write_clip_scores(sdir / "clip_scores.csv", model, rep.results)
-    _write_embeddings(sdir / "embeddings.npz", model, rep.results, cache_dir, device, on_error)
+    _write_embeddings(sdir / "embeddings.npz", model, rep, cache_dir, device, on_error)
     ev = evaluate_scores_dir(sdir / "scores", ground_truth=ground_truth)
     ev.write_json(sdir / "evaluation.json")
     ev.write_result_csv(sdir / "result.csv")
@@ -174,19 +174,28 @@ def _write_clip_scores(path: Path, model: SystemModel, results) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _write_embeddings(path: Path, model: SystemModel, results, cache_dir, device, on_error) -> None:
-    """Test-clip embeddings for the 2-D map, when the front end produces embeddings."""
-    if "embedding" not in model.frontend.outputs:
+def _write_embeddings(path: Path, model: SystemModel, rep, cache_dir, device, on_error) -> None:
+    """Test-clip embeddings for the 2-D map, when the front end produces embeddings.
+
+    Systems scored on embeddings reuse the ones scoring computed; others (e.g. DtMM's views) ask
+    the front end once more for plain embeddings.
+    """
+    if "embedding" not in model.frontend.outputs or not rep.results:
         return
-    clips = [c for (cl, _, _) in results.values() for c in cl]
-    feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
-                          on_error=on_error)
-    if not feats.clips:
-        return
-    x = np.asarray(model.frontend.transform(feats.clips, feats.features, "embedding"), np.float32)
+    keys = sorted(rep.results)
+    clips = [c for k in keys for c in rep.results[k][0]]
+    if model.config.backend_input == "embedding":
+        x = np.concatenate([np.asarray(rep.inputs[k], np.float32) for k in keys])
+    else:
+        feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
+                              on_error=on_error)
+        clips = feats.clips
+        if not clips:
+            return
+        x = np.asarray(model.frontend.transform(clips, feats.features, "embedding"), np.float32)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, x=x, machine=np.array([c.machine for c in feats.clips]),
-             domain=np.array([c.domain or "" for c in feats.clips]),
-             label=np.array([c.label or "" for c in feats.clips]),
-             file_name=np.array([c.name for c in feats.clips]))
+    np.savez(tmp, x=x, machine=np.array([c.machine for c in clips]),
+             domain=np.array([c.domain or "" for c in clips]),
+             label=np.array([c.label or "" for c in clips]),
+             file_name=np.array([c.name for c in clips]))
     tmp.replace(path)
