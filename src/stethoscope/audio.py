@@ -53,30 +53,34 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
         raise AudioError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    integer_pcm = False
     try:
         with sf.SoundFile(str(path)) as fh:
             file_sr = fh.samplerate
             if fh.subtype == "PCM_16":
-                # int16 then one exact scaling: bit-identical to float32 decoding, and cheaper
-                data = fh.read(dtype="int16", always_2d=True).astype(np.float32)
-                data *= np.float32(1.0 / 32768.0)
+                # int16 then one exact scaling into float32 (no float64 or second pass):
+                # bit-identical to libsndfile's float32 decoding, and about half the CPU time
+                raw = fh.read(dtype="int16", always_2d=fh.channels > 1)
+                data = np.multiply(raw, np.float32(1.0 / 32768.0), dtype=np.float32)
+                integer_pcm = True
             else:
-                data = fh.read(dtype="float32", always_2d=True)
+                data = fh.read(dtype="float32", always_2d=fh.channels > 1)
     except Exception as exc:
         raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
-    y = data.reshape(-1) if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    y = data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
     if file_sr != sr:
         warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning,
                       stacklevel=2)
         import librosa  # deferred: only needed for the odd file
 
         y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+        integer_pcm = False
     if y.shape[0] < min_samples:
         raise AudioError(path, f"too short: {y.shape[0] / sr:.3f} s, need at least "
                                f"{min_samples / sr:.3f} s ({min_samples} samples)")
-    if not np.all(np.isfinite(y)):
+    if not integer_pcm and not np.all(np.isfinite(y)):  # 16-bit PCM cannot hold NaN or inf
         raise AudioError(path, "audio contains NaN or infinite samples")
     return np.ascontiguousarray(y)
 

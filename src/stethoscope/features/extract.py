@@ -115,7 +115,9 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
         return done, bad
 
     batches = [misses[s:s + max(1, batch_size)] for s in range(0, len(misses), max(1, batch_size))]
-    with contextlib.closing(_in_order(job, batches, max(1, workers))) as results:
+    n_workers = max(1, min(workers, len(batches)))
+    with _threads_per_worker(device, n_workers), \
+            contextlib.closing(_in_order(job, batches, n_workers)) as results:
         for done, bad in results:
             for i, err in bad:
                 fail(i, err)
@@ -127,6 +129,25 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
                          failures=[failed[i] for i in sorted(failed)],
                          seconds=time.perf_counter() - start, n_cached=n_cached,
                          n_computed=len(feats) - n_cached)
+
+
+@contextlib.contextmanager
+def _threads_per_worker(device: torch.device | str, workers: int) -> Iterator[None]:
+    """On CPU, split torch's threads among the workers while they run.
+
+    Each worker already computes a whole batch, so the workers are the parallelism: letting every
+    worker also fan out over all of torch's threads oversubscribes the cores (about 30 % more CPU
+    time per clip on two cores). Restored afterwards.
+    """
+    before = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or workers <= 1:
+        yield
+        return
+    torch.set_num_threads(max(1, before // workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
