@@ -24,6 +24,7 @@ from stethoscope import SAMPLE_RATE
 from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.acae.features import FeatureSpec, acae_features, batch_features, stack_waves
 from stethoscope.models.acae.losses import ArcFaceHead, acae_loss
+from stethoscope.models.progress import MidEpoch
 from stethoscope.models.acae.torch_model import ACAE
 
 FORMAT = "stethoscope-acae"
@@ -128,13 +129,14 @@ def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int, 
              if cfg.cosine_lr and cfg.epochs > 0 else None)
 
     history: list[dict[str, float]] = []
+    ticker = MidEpoch(progress, cfg.epochs, steps_per_epoch)
     for epoch in range(cfg.epochs):
         model.train()
         if head is not None:
             head.train()
         t0, sums, count = time.perf_counter(), {}, 0
         perm = torch.randperm(n, generator=gen).to(feats.device)
-        for i in range(0, n, cfg.batch_size):
+        for step, i in enumerate(range(0, n, cfg.batch_size)):
             idx = perm[i:i + cfg.batch_size]
             if idx.numel() < 2:  # batch norm cannot train on a single clip
                 continue
@@ -157,10 +159,12 @@ def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int, 
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * idx.numel()
             count += idx.numel()
+            ticker.step(epoch, step, {k: v / max(count, 1) for k, v in sums.items()})
         metrics = {k: v / max(count, 1) for k, v in sums.items()}
         metrics.update(epoch=float(epoch + 1), lr=float(opt.param_groups[0]["lr"]),
                        seconds=time.perf_counter() - t0)
         history.append(metrics)
+        ticker.epoch_end()
         if progress is not None:
             progress(epoch + 1, cfg.epochs, metrics)
     model.eval()

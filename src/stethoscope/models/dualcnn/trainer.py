@@ -22,6 +22,7 @@ from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.dualcnn.frontend import fit_length
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos, feature_exchange, mixup, one_hot
 from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
+from stethoscope.models.progress import MidEpoch
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict], None]
@@ -155,6 +156,8 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
     dev_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 12345)
     n = x.shape[0]
     history: list[dict] = []
+    ticker = MidEpoch(progress, cfg.epochs, len([s for s in range(0, n, cfg.batch_size)
+                                                   if min(cfg.batch_size, n - s) >= 2]))
     for epoch in range(cfg.epochs):
         model.train()
         head.train()
@@ -188,6 +191,7 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
                 b = idx.shape[0]
                 sums += torch.stack([loss.detach() * b, loss_main.detach() * b, loss_fx.detach() * b, correct])
             seen += idx.shape[0]
+            ticker.step(epoch, step, {"clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
         tot = sums.cpu().numpy()  # the only host sync of the epoch
         secs = time.perf_counter() - t0
         metrics = {"epoch": epoch + 1, "loss": float(tot[0] / max(seen, 1)),
@@ -195,6 +199,7 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
                    "train_acc": float(tot[3] / max(seen, 1)), "scale": float(head.scale),
                    "seconds": secs, "clips_per_s": seen / max(secs, 1e-9)}
         history.append(metrics)
+        ticker.epoch_end()
         if progress is not None:
             progress(epoch + 1, cfg.epochs, metrics)
     torch.backends.cudnn.benchmark = benchmark_flag
