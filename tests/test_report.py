@@ -246,3 +246,27 @@ def test_several_sections_get_their_own_rows(tmp_path: Path) -> None:
     (tmp_path / "ae-mse" / "evaluation.json").write_text(json.dumps(ev))
     groups = [r["machine"] for r in csv.DictReader(io.StringIO(table1_csv(tmp_path)))]
     assert {"fan 00", "fan 01", "pump"} <= set(groups)
+
+
+def test_domain_offset_table(run_dir: Path, built: Path) -> None:
+    """tn > sn, tn|ta and tn|sa equal sklearn's AUCs on the clip scores; absent without a target domain."""
+    from stethoscope.report.domain import domain_rows
+
+    table = domain_rows(run_dir)
+    assert [r.metric for r in table.rows[:3]] == ["tn > sn", "AUC tn|ta", "AUC tn|sa"]
+    with open(run_dir / "cnn-ds" / "clip_scores.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["machine"] == "fan"]
+    s = {(d, lab): [float(r["score"]) for r in rows if (r["domain"], r["label"]) == (d, lab)]
+         for d in ("source", "target") for lab in ("normal", "anomaly")}
+
+    def auc(neg, pos):
+        return roc_auc_score([0] * len(s[neg]) + [1] * len(s[pos]), s[neg] + s[pos])
+
+    col = table.systems.index("cnn-ds")
+    fan = {r.metric: r.values[col] for r in table.rows if r.group == "fan"}
+    assert fan["tn > sn"] == pytest.approx(auc(("source", "normal"), ("target", "normal")))
+    assert fan["AUC tn|ta"] == pytest.approx(auc(("target", "normal"), ("target", "anomaly")))
+    assert fan["AUC tn|sa"] == pytest.approx(auc(("target", "normal"), ("source", "anomaly")))
+    assert all(r.values[table.systems.index("my-system")] is None for r in table.rows)  # no target
+    assert (built.parent / "domain_shift.csv").is_file()
+    assert "Domain offset" in built.read_text() and "Domain offset" in (built.parent / "table1.md").read_text()

@@ -13,9 +13,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from stethoscope.report.domain import domain_rows
 from stethoscope.report.html import render_html
 from stethoscope.report.plots import Plot, system_plots
-from stethoscope.report.tables import RunResults, load_run, prf_csv, table1_csv, table1_markdown
+from stethoscope.report.tables import (RunResults, load_run, prf_csv, table1_csv, table1_markdown,
+                                       table_csv, table_markdown)
 from stethoscope.state_io import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, tsne: b
     for stale in plot_dir.glob("*.png"):  # plots of systems or files gone since the last build
         if stale.name not in wanted:
             stale.unlink()
-    atomic_write_text(out / "table1.md", table1_markdown(res))
+    domain = domain_rows(res)
+    markdown = table1_markdown(res)
+    if domain.rows:
+        markdown += "\n## Domain offset of the scores (%)\n\n" + table_markdown(domain)
+        atomic_write_text(out / "domain_shift.csv", table_csv(domain))
+    atomic_write_text(out / "table1.md", markdown)
     atomic_write_text(out / "table1.csv", table1_csv(res))
     atomic_write_text(out / "prf.csv", prf_csv(res))
     descriptions = {s: system_description(run_dir / s) for s in res.systems}

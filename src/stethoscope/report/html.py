@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
+from stethoscope.report.domain import domain_rows
 from stethoscope.report.plots import Plot
 from stethoscope.report.tables import RunResults, Table, best_mask, pct, prf_rows, table1_rows
 
@@ -51,6 +52,12 @@ training clips): the domain-generalisation test. "–" means the domain has no n
 i.e. quality in the low-false-alarm range that matters in practice.</dd>
 <dt>Official score</dt><dd>The harmonic mean of all AUC-s, AUC-t and pAUC values over machine types; a
 single weak value pulls it down strongly. "Harmonic mean" rows give the same mean per metric.</dd>
+<dt>Domain offset</dt><dd>From the test clip scores: <em>tn &gt; sn</em> is the AUC of target normals
+over source normals (50 means the score has no domain offset; near 100, every target normal scores above
+every source normal). <em>AUC tn|ta</em> ranks target anomalies over target normals (detection within the
+target domain), <em>AUC tn|sa</em> source anomalies over target normals: an offset shows as a high
+<em>tn &gt; sn</em> with a low <em>tn|sa</em>, and costs AUC-t and pAUC even when detection within each
+domain is good.</dd>
 <dt>P / R / F1</dt><dd>Precision, recall and F1 of the anomaly decisions (score above the system's
 threshold) per domain; they depend on the threshold, the AUCs do not. Best value per row in
 <strong>bold</strong> (Table 1 only). All numbers in %.</dd>
@@ -109,6 +116,9 @@ def render_html(res: RunResults, plots: Sequence[Plot], descriptions: dict[str, 
     ]
     if prf.rows:
         parts += ["<div>", "<h2>Precision / recall / F1 per domain (%)</h2>", table_html(prf), "</div>"]
+    domain = domain_rows(res)
+    if domain.rows:
+        parts += ["<div>", "<h2>Domain offset of the scores (%)</h2>", table_html(domain), "</div>"]
     parts.append("</div>")
     parts += ["<h2>How to read</h2>", HOW_TO_READ]
     by_system: dict[str, list[Plot]] = {}
