@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from stethoscope.backends.base import BACKENDS, FitData, l2_normalise
 from stethoscope.backends.cosine_centre import CosineCentreBackend
@@ -95,6 +96,34 @@ def test_kmeans_with_fewer_source_clips_than_clusters():
     b = KMeansBackend(n_clusters=16).fit(FitData(x, dom))
     assert len(b.centres) == 8
     np.testing.assert_allclose(b.score(x), 0.0, atol=1e-12)
+
+
+def test_kmeans_domain_norm_removes_the_target_offset():
+    """Ten scattered target clips: without scaling target normals outscore source normals."""
+    rng = np.random.default_rng(4)
+    src_dir, tgt_dir = np.eye(D)[0], np.eye(D)[1]
+
+    def clips(direction, n, spread):
+        return direction + spread * rng.normal(size=(n, D))
+
+    x = np.concatenate([clips(src_dir, 300, 0.1), clips(tgt_dir, 10, 0.3)])
+    dom = np.array(["source"] * 300 + ["target"] * 10)
+    test_s, test_t = clips(src_dir, 200, 0.1), clips(tgt_dir, 200, 0.3)
+    plain = KMeansBackend().fit(FitData(x, dom, seed=0))
+    scaled = KMeansBackend(domain_norm="median").fit(FitData(x, dom, seed=0))
+
+    def ratio(b):  # typical target-normal score over typical source-normal score
+        return np.median(b.score(test_t)) / np.median(b.score(test_s))
+
+    labels = np.r_[np.zeros(200), np.ones(200)]
+    assert roc_auc_score(labels, np.r_[plain.score(test_s), plain.score(test_t)]) > 0.99
+    assert ratio(plain) > 4 and 0.6 < ratio(scaled) < 1.6  # ten target clips: a noisy scale
+    assert scaled.scales[1] > 3 * scaled.scales[0]
+    # threshold scores: source clips to their centres, target clips to their nearest other clip
+    assert len(scaled.threshold_scores) == 310 and np.all(scaled.threshold_scores[300:] > 0)
+    np.testing.assert_allclose(np.median(scaled.threshold_scores[:300]), 1.0)
+    with pytest.raises(ValueError, match="domain_norm"):
+        KMeansBackend(domain_norm="zscore")
 
 
 # ----------------------------------------------------------------------------- DensitySoftmax
@@ -257,6 +286,7 @@ def test_monitor_alerts_after_a_persistent_fault():
     "name,kwargs,views",
     [
         ("kmeans", {}, None),
+        ("kmeans", {"domain_norm": "median"}, None),
         ("cosine-centre", {}, None),
         ("density-softmax", {"variant": "msp"}, None),
         ("density-softmax", {"variant": "msp", "logits": "gaussian"}, None),

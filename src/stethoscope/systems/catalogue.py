@@ -25,6 +25,8 @@ for cfg in [
                  "dual-branch CNN + DensitySoftmax (report system 1)"),
     SystemConfig("cnn-dtmm", CNN, C("dtmm"), C("mu-k-sigma", {"k": 3.0}), "views",
                  "dual-branch CNN + DtMM mixture evolution, T = mu + k sigma (report system 2)"),
+    SystemConfig("cnn-kmeans-dn", CNN, C("kmeans", {"n_clusters": 16, "domain_norm": "median"}), P90,
+                 "embedding", "CNN k-means with per-domain distance scaling (beyond the report)"),
     SystemConfig("cnn-ds-density", CNN, C("density-softmax", {"variant": "neg-logsumexp"}), P90,
                  "embedding", "CNN-DS variant: pure density score -logsumexp_i l_i(x)"),
     SystemConfig("cnn-dtmm-residual", CNN, C("dtmm", {"residual": True}), C("mu-k-sigma", {"k": 3.0}),
