@@ -100,10 +100,12 @@ def list_systems() -> None:
     """List the systems that can be trained, with their front end, back end and threshold."""
     from stethoscope.systems.config import get_system, system_names
 
-    for name in system_names():
-        cfg = get_system(name)
-        click.echo(f"{name:14s} {cfg.frontend.name:8s} {cfg.backend.name:16s} "
-                   f"{cfg.threshold.name:10s} {cfg.description}")
+    rows = [(name, (cfg := get_system(name)).frontend.name, cfg.backend.name, cfg.threshold.name,
+             cfg.description) for name in system_names()]
+    header = ("system", "front end", "back end", "threshold", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
 
 
 from stethoscope.cli_pipeline import register as _register_pipeline  # noqa: E402
