@@ -18,3 +18,19 @@ def test_throttled_and_silent_without_callback():
         t.step(0, step)
     assert calls == []
     MidEpoch(None, epochs=1, steps=2, every=0.0).step(0, 0)  # no callback: nothing to do
+
+
+def test_log_lines_keep_epoch_ends_after_mid_epoch_lines():
+    """Throttled log lines: an epoch's closing line (with its metrics) is never swallowed once the
+    epoch was long enough to show mid-epoch lines; short epochs stay throttled."""
+    from stethoscope import ui
+
+    log = ui.LineProgress(every=3600.0)
+    with ui.console.capture() as cap:
+        log("train", 0.5, 3, {})  # first line of a stage always shows
+        log("train", 0.75, 3, {})  # throttled
+        log("train", 1, 3, {"loss": 1.0})  # closes an epoch that showed a mid-epoch line
+        log("train", 2, 3, {"loss": 0.5})  # no mid-epoch line since: throttled
+        log("train", 3, 3, {"loss": 0.4})  # completion always shows
+    lines = cap.get().splitlines()
+    assert [line.split()[1] for line in lines] == ["0.5/3", "1/3", "3/3"]

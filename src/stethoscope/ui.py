@@ -51,12 +51,20 @@ class LineProgress:
         self.every = every
         self._last: dict[str, float] = {}
         self._start: dict[str, float] = {}
+        self._partial: set[str] = set()
 
-    def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
+    def __call__(self, stage: str, done: float, total: int, info: dict | None = None) -> None:
         now = time.monotonic()
         self._start.setdefault(stage, now)
-        if done < total and now - self._last.get(stage, 0.0) < self.every:
+        whole = float(done).is_integer()
+        # after a mid-epoch line (fractional ``done``), the epoch's own line with its metrics is due
+        due = whole and stage in self._partial
+        if done < total and not due and now - self._last.get(stage, 0.0) < self.every:
             return
+        if whole:
+            self._partial.discard(stage)
+        else:
+            self._partial.add(stage)
         self._last[stage] = now
         elapsed = now - self._start[stage]
         console.print(f"{stage}: {done}/{total} ({elapsed:.0f} s) {_fmt(info or {})}",
@@ -64,6 +72,7 @@ class LineProgress:
         if done >= total:  # the same stage name may come back later (e.g. test features)
             self._start.pop(stage, None)
             self._last.pop(stage, None)
+            self._partial.discard(stage)
 
 
 @contextmanager
