@@ -172,6 +172,25 @@ def test_cosine_centre_min_over_domain_centres():
     np.testing.assert_allclose(b.score(x[dom == "target"]), 1 - tgt @ ct, atol=1e-12)
 
 
+def test_cosine_centre_per_class_fixes_the_between_classes_centre():
+    """Two opposite-ish classes: their mean lies between them, so a clip on a class direction is
+    farther from the pooled centre than an ambiguous clip in the middle; class centres see it right."""
+    e0, e1 = np.eye(D)[0], np.eye(D)[1]
+    rng = np.random.default_rng(6)
+    x = np.concatenate([e0 + 0.05 * rng.normal(size=(50, D)), e1 + 0.05 * rng.normal(size=(50, D))])
+    dom, cls = np.array(["source"] * 100), np.repeat([0, 1], 50)
+    normal, ambiguous = e0[None], (e0 + e1)[None]
+    pooled = CosineCentreBackend().fit(FitData(x, dom, cls))
+    per_class = CosineCentreBackend(per="class").fit(FitData(x, dom, cls))
+    assert pooled.score(ambiguous)[0] < pooled.score(normal)[0]
+    assert per_class.score(ambiguous)[0] > 0.2 > per_class.score(normal)[0]
+    assert len(per_class.centres) == 2 and per_class.per == "class"
+    no_classes = CosineCentreBackend(per="class").fit(FitData(x, dom, None))  # falls back to domains
+    assert len(no_classes.centres) == 1
+    with pytest.raises(ValueError, match="per must be"):
+        CosineCentreBackend(per="machine")
+
+
 # ----------------------------------------------------------------------------- DtMM
 @pytest.fixture(scope="module")
 def dtmm_fit():
@@ -288,6 +307,7 @@ def test_monitor_alerts_after_a_persistent_fault():
         ("kmeans", {}, None),
         ("kmeans", {"domain_norm": "median"}, None),
         ("cosine-centre", {}, None),
+        ("cosine-centre", {"per": "class"}, None),
         ("density-softmax", {"variant": "msp"}, None),
         ("density-softmax", {"variant": "msp", "logits": "gaussian"}, None),
         ("density-softmax", {"variant": "neg-logsumexp"}, None),

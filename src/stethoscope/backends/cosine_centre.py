@@ -3,6 +3,11 @@
 One centre per domain, because the ~10 target clips would barely move a pooled mean that ~990
 source clips dominate; the min over centres lets a clip be judged by the domain it resembles.
 The matching threshold is the minimum covering volume radius (``decision/mcv.py``).
+
+``per="class"`` (beyond the report) keeps one centre per auxiliary class instead: an embedding trained
+with an angular-margin loss spreads a section's attribute classes apart on the sphere, so the mean of
+several classes can lie between them, where confidently embedded normal clips are *farther* from it
+than ambiguous anomalous ones.
 """
 
 from __future__ import annotations
@@ -13,26 +18,34 @@ from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_nor
                                         min_cosine_distance, register_backend)
 
 
+PER = ("domain", "class", "all")
+
+
 @register_backend("cosine-centre")
 class CosineCentreBackend(Backend):
     name = "cosine-centre"
 
-    def __init__(self, per_domain: bool = True) -> None:
-        self.per_domain = bool(per_domain)
+    def __init__(self, per_domain: bool = True, per: str | None = None) -> None:
+        per = per or ("domain" if per_domain else "all")
+        if per not in PER:
+            raise ValueError(f"cosine-centre: per must be one of {PER}, got {per!r}")
+        self.per = per
+        self.per_domain = per == "domain"
         self.centres: np.ndarray | None = None
-        self.centre_domains: list[str] = []
+        self.centre_domains: list[str] = []  # the group of each centre (domain, class index or "all")
 
     def fit(self, data: FitData) -> "CosineCentreBackend":
         z = clip_embeddings(data.x)
         if len(z) == 0:
             raise ValueError("cosine-centre: no training embeddings")
-        domains = np.asarray(data.domains).astype(str)
-        groups = sorted(set(domains)) if self.per_domain else ["all"]
-        centres = []
-        for g in groups:
-            members = z if g == "all" else z[domains == g]
-            centres.append(members.mean(axis=0))
-        self.centres = l2_normalise(np.stack(centres))
+        if self.per == "class" and data.classes is not None:
+            keys = np.asarray(data.classes).astype(str)
+        elif self.per == "all":
+            keys = np.full(len(z), "all")
+        else:  # per domain, also the fallback when no classes are given
+            keys = np.asarray(data.domains).astype(str)
+        groups = sorted(set(keys))
+        self.centres = l2_normalise(np.stack([z[keys == g].mean(axis=0) for g in groups]))
         self.centre_domains = list(groups)
         return self
 
@@ -42,11 +55,12 @@ class CosineCentreBackend(Backend):
         return min_cosine_distance(clip_embeddings(x), self.centres)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return {"centres": self.centres}, {"per_domain": self.per_domain, "centre_domains": self.centre_domains}
+        return {"centres": self.centres}, {"per": self.per, "per_domain": self.per_domain,
+                                           "centre_domains": self.centre_domains}
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "CosineCentreBackend":
-        b = cls(per_domain=meta.get("per_domain", True))
+        b = cls(per_domain=meta.get("per_domain", True), per=meta.get("per"))
         b.centres = np.asarray(arrays["centres"], dtype=np.float64)
         b.centre_domains = list(meta.get("centre_domains", []))
         return b
