@@ -37,6 +37,8 @@ for cfg in [
                  C("mcv", {"coverage": 1.0}), "embedding", "ACAE ablation: no attention"),
     SystemConfig("acae-mseonly", C("acae", {**ACAE.params, "arcmix": False}), C("cosine-centre"),
                  C("mcv", {"coverage": 1.0}), "embedding", "ACAE ablation: MSE loss only"),
+    SystemConfig("acae-classcentre", ACAE, C("cosine-centre", {"per": "class"}), C("mcv", {"coverage": 1.0}),
+                 "embedding", "ACAE with one cosine centre per attribute class (beyond the report)"),
     SystemConfig("acae-recon", ACAE, C("identity"), C("mcv", {"coverage": 1.0}), "recon-error",
                  "ACAE ablation: reconstruction error as the score"),
 ]:
