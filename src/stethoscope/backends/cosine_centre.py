@@ -30,7 +30,6 @@ class CosineCentreBackend(Backend):
         if per not in PER:
             raise ValueError(f"cosine-centre: per must be one of {PER}, got {per!r}")
         self.per = per
-        self.per_domain = per == "domain"
         self.centres: np.ndarray | None = None
         self.centre_domains: list[str] = []  # the group of each centre (domain, class index or "all")
 
@@ -55,12 +54,11 @@ class CosineCentreBackend(Backend):
         return min_cosine_distance(clip_embeddings(x), self.centres)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return {"centres": self.centres}, {"per": self.per, "per_domain": self.per_domain,
-                                           "centre_domains": self.centre_domains}
+        return {"centres": self.centres}, {"per": self.per, "centre_domains": self.centre_domains}
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "CosineCentreBackend":
-        b = cls(per_domain=meta.get("per_domain", True), per=meta.get("per"))
+        b = cls(per_domain=meta.get("per_domain", True), per=meta.get("per"))  # per_domain: older models
         b.centres = np.asarray(arrays["centres"], dtype=np.float64)
         b.centre_domains = list(meta.get("centre_domains", []))
         return b

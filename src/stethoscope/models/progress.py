@@ -14,11 +14,13 @@ Progress = Callable[[float, int, dict], None]
 
 
 class MidEpoch:
+    """Throttled fractional-epoch reports; ``info`` is a callable so quiet steps build nothing."""
+
     def __init__(self, progress: Progress | None, epochs: int, steps: int, every: float = 20.0) -> None:
         self.progress, self.epochs, self.steps, self.every = progress, epochs, max(1, steps), every
         self._last = time.monotonic()
 
-    def step(self, epoch: int, step: int, info: dict | None = None) -> None:
+    def step(self, epoch: int, step: int, info: Callable[[], dict] | None = None) -> None:
         """After ``step`` (0-based) of ``epoch`` (0-based); reports only when ``every`` s have passed."""
         if self.progress is None or step + 1 >= self.steps:
             return
@@ -27,7 +29,7 @@ class MidEpoch:
             return
         self._last = now
         done = round(epoch + (step + 1) / self.steps, 2)
-        self.progress(done, self.epochs, {"epoch": epoch + 1, **(info or {})})
+        self.progress(done, self.epochs, {"epoch": epoch + 1, **(info() if info else {})})
 
     def epoch_end(self) -> None:
         self._last = time.monotonic()

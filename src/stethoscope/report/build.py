@@ -82,8 +82,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, tsne: b
     atomic_write_text(out / "prf.csv", prf_csv(res))
     descriptions = {s: system_description(run_dir / s) for s in res.systems}
     index = out / "index.html"
-    atomic_write_text(index, render_html(res, plots, descriptions,
-                                         title=f"Stethoscope report: {run_dir.resolve().name}"))
+    title = f"Stethoscope report: {run_dir.resolve().name}"
+    atomic_write_text(index, render_html(res, plots, descriptions, title=title, domain=domain))
     return index
 
 

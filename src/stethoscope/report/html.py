@@ -102,7 +102,7 @@ def scores_html(res: RunResults) -> str:
 
 
 def render_html(res: RunResults, plots: Sequence[Plot], descriptions: dict[str, str] | None = None,
-                title: str = "Stethoscope report") -> str:
+                title: str = "Stethoscope report", domain: Table | None = None) -> str:
     """The whole page; ``descriptions`` (system -> one line) come from each model's system.json."""
     descriptions = descriptions or {}
     t1, prf = table1_rows(res), prf_rows(res)
@@ -116,7 +116,7 @@ def render_html(res: RunResults, plots: Sequence[Plot], descriptions: dict[str, 
     ]
     if prf.rows:
         parts += ["<div>", "<h2>Precision / recall / F1 per domain (%)</h2>", table_html(prf), "</div>"]
-    domain = domain_rows(res)
+    domain = domain if domain is not None else domain_rows(res)  # the caller may have it already
     if domain.rows:
         parts += ["<div>", "<h2>Domain offset of the scores (%)</h2>", table_html(domain), "</div>"]
     parts.append("</div>")

@@ -24,8 +24,8 @@ from stethoscope import SAMPLE_RATE
 from stethoscope.devices import torch_device as resolve_device
 from stethoscope.models.acae.features import FeatureSpec, acae_features, batch_features, stack_waves
 from stethoscope.models.acae.losses import ArcFaceHead, acae_loss
-from stethoscope.models.progress import MidEpoch
 from stethoscope.models.acae.torch_model import ACAE
+from stethoscope.models.progress import MidEpoch
 
 FORMAT = "stethoscope-acae"
 FORMAT_VERSION = 1
@@ -159,7 +159,7 @@ def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int, 
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * idx.numel()
             count += idx.numel()
-            ticker.step(epoch, step, {k: v / max(count, 1) for k, v in sums.items()})
+            ticker.step(epoch, step, lambda: {k: v / max(count, 1) for k, v in sums.items()})
         metrics = {k: v / max(count, 1) for k, v in sums.items()}
         metrics.update(epoch=float(epoch + 1), lr=float(opt.param_groups[0]["lr"]),
                        seconds=time.perf_counter() - t0)

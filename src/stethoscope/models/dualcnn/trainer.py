@@ -156,14 +156,13 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
     dev_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 12345)
     n = x.shape[0]
     history: list[dict] = []
-    ticker = MidEpoch(progress, cfg.epochs, len([s for s in range(0, n, cfg.batch_size)
-                                                   if min(cfg.batch_size, n - s) >= 2]))
+    starts = [s for s in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - s) >= 2]  # BN needs 2
+    ticker = MidEpoch(progress, cfg.epochs, len(starts))
     for epoch in range(cfg.epochs):
         model.train()
         head.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=host_gen)
-        starts = [s for s in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - s) >= 2]  # BN needs 2
         sums = torch.zeros(4, device=dev)  # loss, main, featex, correct
         seen = 0
         for step, s in enumerate(starts):
@@ -191,7 +190,7 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
                 b = idx.shape[0]
                 sums += torch.stack([loss.detach() * b, loss_main.detach() * b, loss_fx.detach() * b, correct])
             seen += idx.shape[0]
-            ticker.step(epoch, step, {"clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
+            ticker.step(epoch, step, lambda: {"clips_per_s": seen / max(time.perf_counter() - t0, 1e-9)})
         tot = sums.cpu().numpy()  # the only host sync of the epoch
         secs = time.perf_counter() - t0
         metrics = {"epoch": epoch + 1, "loss": float(tot[0] / max(seen, 1)),
