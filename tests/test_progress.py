@@ -37,3 +37,16 @@ def test_log_lines_keep_epoch_ends_after_mid_epoch_lines():
         log("train", 3, 3, {"loss": 0.4})  # completion always shows
     lines = cap.get().splitlines()
     assert [line.split()[1] for line in lines] == ["0.5/3", "1/3", "3/3"]
+
+
+def test_first_log_line_shows_on_a_freshly_booted_machine(monkeypatch):
+    """Monotonic time counts from boot: a machine up for 5 s must still print a stage's first line
+    (found on a GPU machine started minutes before the tests)."""
+    from stethoscope import ui
+
+    monkeypatch.setattr(ui.time, "monotonic", lambda: 5.0)
+    log = ui.LineProgress(every=3600.0)
+    with ui.console.capture() as cap:
+        log("features", 1, 10, {})
+        log("features", 2, 10, {})  # throttled: shown 0 s ago
+    assert [line.split()[1] for line in cap.get().splitlines()] == ["1/10"]

@@ -59,7 +59,10 @@ class LineProgress:
         whole = float(done).is_integer()
         # after a mid-epoch line (fractional ``done``), the epoch's own line with its metrics is due
         due = whole and stage in self._partial
-        if done < total and not due and now - self._last.get(stage, 0.0) < self.every:
+        # a stage's first line always shows: monotonic time counts from boot, so "never shown" must
+        # not be read as "shown at 0" (on a machine up for less than ``every`` it would be throttled)
+        last = self._last.get(stage)
+        if done < total and not due and last is not None and now - last < self.every:
             return
         if whole:
             self._partial.discard(stage)
