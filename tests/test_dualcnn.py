@@ -25,6 +25,7 @@ from stethoscope.models.dualcnn import (
     model_meta,
     model_state,
     train_dualcnn,
+    view_crops,
 )
 from stethoscope.models.dualcnn.frontend import n_frames
 from stethoscope.models.dualcnn.trainer import _add_noise
@@ -218,6 +219,31 @@ def test_embed_shapes_and_logits(trained):
     assert embed_views(model, waves[:3], n_views=2).shape == (3, 2, 256)
     lg = logits(model, waves[:5])
     assert lg.shape == (5, 4) and np.isfinite(lg).all()
+
+
+def test_views_are_the_embeddings_of_their_crops_in_any_batching(trained):
+    model, _, waves, _, _ = trained
+    v = embed_views(model, waves[:3], n_views=3, crop_seconds=0.5, batch_size=2)  # batches cut views
+    crops = [w for wave in waves[:3] for w, _ in view_crops(wave, 3, SR // 2, model.cfg.input_len)]
+    e = embed(model, crops, batch_size=5).reshape(3, 3, -1)
+    np.testing.assert_allclose(v, e, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(embed(model, waves[:5], batch_size=2), embed(model, waves[:5], batch_size=64),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_views_are_built_batch_by_batch_not_all_at_once(trained):
+    import tracemalloc
+
+    model, _, waves, _, _ = trained
+    many = waves * 2
+    all_views = len(many) * 8 * model.cfg.input_len * 4  # bytes, were every view built up front
+    tracemalloc.start()
+    try:
+        embed_views(model, many, n_views=8, batch_size=4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < all_views / 4, f"peak {peak / 1e6:.1f} MB of {all_views / 1e6:.1f} MB"
 
 
 def test_save_load_round_trip(trained, tmp_path):
