@@ -115,6 +115,10 @@ def test_registry_and_key():
     assert LogMel().key() != LogMel(n_mels=64).key()
     assert LogMel().key() != Waveform().key()
     assert len(LogMel().key()) == 16
+    ext = LogMel()
+    before = ext.key()
+    ext.config = LogMelConfig(n_mels=64)  # the remembered key follows a new config
+    assert ext.key() == LogMel(n_mels=64).key() != before
 
 
 # ---------------------------------------------------------------------------- cache
@@ -154,6 +158,19 @@ def test_cache_invalidates_when_file_changes(tmp_path: Path):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     assert extract([path], LogMel(), cache=cache).n_computed == 1
     assert extract([path], LogMel(), cache=cache).n_cached == 1
+
+
+def test_cache_survives_its_folders_being_removed_during_a_run(tmp_path: Path):
+    import shutil
+
+    cache = FeatureCache(tmp_path / "cache")
+    ext = LogMel()
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.store(ext, "ab" + "0" * 30, a)
+    shutil.rmtree(tmp_path / "cache")  # e.g. a user clearing the cache by hand
+    cache.store(ext, "ab" + "1" * 30, a)
+    assert cache.enabled and (cache.folder(ext) / "meta.json").is_file()
+    np.testing.assert_array_equal(cache.load(ext, "ab" + "1" * 30), a)
 
 
 def test_no_cache_dir_computes_each_time(tmp_path: Path):

@@ -54,6 +54,7 @@ class FeatureCache:
     def __init__(self, cache_dir: str | Path | None) -> None:
         self.root = Path(cache_dir) if cache_dir is not None else None
         self._described: set[str] = set()
+        self._folders: set[Path] = set()  # entry folders known to exist: no mkdir per clip
 
     @property
     def enabled(self) -> bool:
@@ -92,9 +93,17 @@ class FeatureCache:
             return
         path = self.entry(extractor, identity)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(path.parent)
             self._describe(extractor)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+            except FileNotFoundError:  # the folder was removed behind our back: make it again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._described.discard(extractor.key())
+                self._describe(extractor)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         except OSError as exc:  # read-only or full disk: carry on without caching
             log.warning("feature cache %s is not writable (%s); continuing without a cache",
                         self.root, exc)
@@ -113,6 +122,7 @@ class FeatureCache:
         if self.root is not None:
             shutil.rmtree(self.folder(extractor), ignore_errors=True)
             self._described.discard(extractor.key())
+            self._folders.clear()
 
     def _describe(self, extractor: FeatureExtractor) -> None:
         key = extractor.key()

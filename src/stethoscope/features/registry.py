@@ -49,10 +49,19 @@ class FeatureExtractor:
         self.config = replace(base, **overrides) if overrides else base
 
     def key(self) -> str:
-        """Stable short hash of name + version + config, used as the cache namespace."""
+        """Stable short hash of name + version + config, used as the cache namespace.
+
+        Remembered for the config object it was computed from: the cache asks for it for every
+        clip, and hashing the config each time cost as much as writing a small array.
+        """
+        memo = self.__dict__.get("_key_memo")
+        if memo is not None and memo[0] is self.config:
+            return memo[1]
         ident = {"name": self.name, "version": self.version, "config": asdict(self.config)}
         blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        key = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        self._key_memo = (self.config, key)
+        return key
 
     def describe(self) -> dict[str, Any]:
         """What the cache writes next to the arrays, so a cache folder explains itself."""
