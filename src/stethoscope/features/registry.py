@@ -51,8 +51,8 @@ class FeatureExtractor:
     def key(self) -> str:
         """Stable short hash of name + version + config, used as the cache namespace.
 
-        Remembered for the config object it was computed from: the cache asks for it for every
-        clip, and hashing the config each time cost as much as writing a small array.
+        Remembered for the (frozen) config object it was computed from: the cache asks for it for
+        every clip, and hashing the config each time cost as much as writing a small array.
         """
         memo = self.__dict__.get("_key_memo")
         if memo is not None and memo[0] is self.config:
