@@ -15,26 +15,10 @@ import torch
 
 from stethoscope.features import LogMel, extract
 from stethoscope.state_io import load_state, save_state
+from test_dualcnn import _toy_clips  # tones in noise, one fundamental per class
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
-SR = 16_000
-
-
-def _tones(n_per_class: int, n_classes: int, seconds: float, seed: int = 0
-           ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Harmonic tones in noise, one fundamental per class, lengths varying a little."""
-    rng = np.random.default_rng(seed)
-    waves, labels = [], []
-    for c in range(n_classes):
-        for _ in range(n_per_class):
-            n = int(SR * seconds) - int(rng.integers(0, SR // 8))
-            t = np.arange(n) / SR
-            w = sum(np.sin(2 * np.pi * 170.0 * (c + 1) * h * t + rng.uniform(0, 6.3)) / h
-                    for h in (1, 2, 3))
-            waves.append((0.1 * w + 0.05 * rng.standard_normal(n)).astype(np.float32))
-            labels.append(c)
-    return waves, np.array(labels)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,7 +65,7 @@ def test_dualcnn_trained_on_cuda_with_bf16_embeds_the_same_on_cpu(tmp_path: Path
     from stethoscope.models.dualcnn import (DualCNNConfig, embed, load_model, model_meta, model_state,
                                             train_dualcnn)
 
-    waves, labels = _tones(6, 4, 2.0)
+    waves, labels = _toy_clips(6, 4, 2.0)
     cfg = DualCNNConfig(input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3,
                         device="cuda", amp=True)
     model, history = train_dualcnn(waves, labels, 4, cfg)
@@ -98,7 +82,7 @@ def test_acae_trained_on_cuda_embeds_the_same_on_cpu(tmp_path: Path):
     from stethoscope.models.acae import (ACAEConfig, embed, load_model, model_meta, model_state,
                                          reconstruction_error, train_acae)
 
-    waves, labels = _tones(8, 2, 0.6)
+    waves, labels = _toy_clips(8, 2, 0.6)
     cfg = ACAEConfig(input_seconds=0.5, freq_bins=32, channels=(4, 8), d_model=16, latent_dim=8,
                      heads=2, dropout=0.0, batch_size=8, lr=3e-3, epochs=3, seed=0, device="cuda")
     model, head, history = train_acae(waves, labels, 2, cfg)

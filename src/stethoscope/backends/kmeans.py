@@ -6,10 +6,10 @@ Score = cosine distance to the nearest centre.
 
 ``domain_norm="median"`` (beyond SPEC 5.1, off by default) divides each domain's distance by that
 domain's typical distance of a normal training clip before taking the minimum: the median distance
-of source clips to the nearest centre fitted without them (two folds), and the median
-leave-one-out nearest-neighbour distance among target clips. Ten target clips lie far apart, so without it every target clip scores above the
-source clips and AUC-t and pAUC suffer (the report's domain-offset table shows it); the rescaling
-uses training clips only, and the test clip's domain stays unknown.
+of source clips to the nearest centre fitted without them (two folds), and the median leave-one-out
+nearest-neighbour distance among target clips. Ten target clips lie far apart, so without it every
+target clip scores above the source clips and AUC-t and pAUC suffer (the report's domain-offset
+table shows it); the rescaling uses training clips only, and the test clip's domain stays unknown.
 """
 
 from __future__ import annotations

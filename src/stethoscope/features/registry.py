@@ -54,7 +54,7 @@ class FeatureExtractor:
         Remembered for the (frozen) config object it was computed from: the cache asks for it for
         every clip, and hashing the config each time cost as much as writing a small array.
         """
-        memo = self.__dict__.get("_key_memo")
+        memo = getattr(self, "_key_memo", None)
         if memo is not None and memo[0] is self.config:
             return memo[1]
         ident = {"name": self.name, "version": self.version, "config": asdict(self.config)}

@@ -46,12 +46,11 @@ def domain_rows(run: str | Path | RunResults) -> Table:
     scores = {s: read_clip_scores(res.run_dir / s / "clip_scores.csv") for s in res.systems}
     rows: list[TableRow] = []
     for machine, section in res.sections():
+        masks = {s: (c.machine == machine) & (c.section == section)
+                 for s, c in scores.items() if c is not None}
         for label, neg, pos in DOMAIN_METRICS:
-            values = []
-            for s in res.systems:
-                clips = scores[s]
-                mask = None if clips is None else (clips.machine == machine) & (clips.section == section)
-                values.append(None if clips is None else pair_auc(clips, mask, neg, pos))
+            values = [pair_auc(scores[s], masks[s], neg, pos) if s in masks else None
+                      for s in res.systems]
             rows.append(TableRow(res.row_label(machine, section), label, values))
     if all(v is None for r in rows for v in r.values):
         rows = []
