@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stethoscope import audio
     from stethoscope.features import LogMel, extract
-    from stethoscope.features.logmel import _mel_blocks
+    from stethoscope.features.logmel import LOG_FLOOR, _mel_blocks
 
     torch.set_num_threads(1)
     paths = sorted(args.folder.rglob("*.wav"))
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         "mel product (banded)": per_call(
             lambda: torch.cat([z[:, k0:k1] @ w for k0, k1, w in blocks], dim=-1),
             args.repeat) / chunk,
-        "log": per_call(lambda: mel.clamp(min=1e-30).log10_().mul_(10.0), args.repeat) / chunk,
+        "log": per_call(lambda: mel.clamp(min=LOG_FLOOR).log10_().mul_(10.0), args.repeat) / chunk,
     }
     for name, s in stages.items():
         print(f"  {name:24s} {s * 1e3:6.3f} ms/clip")
