@@ -1,7 +1,9 @@
 """Audio reading: every clip enters the toolkit as 16 kHz mono float32 through :func:`load_audio`.
 
 Reading sits behind one function so that a bad file (truncated, empty, not audio, too short) always
-surfaces as an :class:`AudioError` naming the file, whatever library raised underneath.
+surfaces as an :class:`AudioError` naming the file, whatever library raised underneath. Plain 16-bit
+PCM WAV (all of DCASE) is read by :mod:`stethoscope.wav` straight from its bytes; every other file,
+and any WAV that reader is unsure of, goes through libsndfile.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stethoscope import SAMPLE_RATE
+from stethoscope import SAMPLE_RATE, wav
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +55,12 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
         raise AudioError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
-    integer_pcm = False
-    try:
-        with sf.SoundFile(str(path)) as fh:
-            file_sr = fh.samplerate
-            if fh.subtype == "PCM_16":
-                # int16 then one exact scaling into float32 (no float64 or second pass):
-                # bit-identical to libsndfile's float32 decoding, and about half the CPU time
-                raw = fh.read(dtype="int16", always_2d=fh.channels > 1)
-                data = np.multiply(raw, np.float32(1.0 / 32768.0), dtype=np.float32)
-                integer_pcm = True
-            else:
-                data = fh.read(dtype="float32", always_2d=fh.channels > 1)
-    except Exception as exc:
-        raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
+    fast = wav.read_pcm16(path)  # the common case; None sends the file to libsndfile
+    if fast is not None:
+        data, file_sr = fast
+        integer_pcm = True
+    else:
+        data, file_sr, integer_pcm = _read_libsndfile(path)
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
     y = data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
@@ -83,6 +77,25 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
     if not integer_pcm and not np.all(np.isfinite(y)):  # 16-bit PCM cannot hold NaN or inf
         raise AudioError(path, "audio contains NaN or infinite samples")
     return np.ascontiguousarray(y)
+
+
+def _read_libsndfile(path: Path) -> tuple[np.ndarray, int, bool]:
+    """(samples, sample rate, whether they came from integer PCM) through libsndfile."""
+    integer_pcm = False
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            file_sr = fh.samplerate
+            if fh.subtype == "PCM_16":
+                # int16 then one exact scaling into float32 (no float64 or second pass):
+                # bit-identical to libsndfile's float32 decoding, and about half the CPU time
+                raw = fh.read(dtype="int16", always_2d=fh.channels > 1)
+                data = np.multiply(raw, np.float32(1.0 / 32768.0), dtype=np.float32)
+                integer_pcm = True
+            else:
+                data = fh.read(dtype="float32", always_2d=fh.channels > 1)
+    except Exception as exc:
+        raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
+    return data, file_sr, integer_pcm
 
 
 def write_wav(path: str | Path, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:
