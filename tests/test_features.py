@@ -98,7 +98,11 @@ def test_stacking_is_frame_major_read_only_view_and_round_trips():
         np.testing.assert_array_equal(stacked[i], log_mel[i:i + 5].reshape(-1))
     assert not stacked.flags.writeable
     np.testing.assert_array_equal(ext.to_storage(stacked), log_mel)
+    assert np.shares_memory(ext.to_storage(stacked), log_mel)  # the view's own memory, no copy
     np.testing.assert_array_equal(ext.from_storage(ext.to_storage(stacked)), stacked)
+    copied = np.ascontiguousarray(stacked)  # vectors from elsewhere: rebuilt by copying
+    np.testing.assert_array_equal(ext.to_storage(copied), log_mel)
+    assert not np.shares_memory(ext.to_storage(copied), copied)
 
 
 def test_fewer_frames_than_stack_gives_empty():

@@ -128,3 +128,14 @@ def test_result_does_not_alias_the_scratch_buffer(tmp_path: Path):
     kept = read_pcm16(a)[0]
     read_pcm16(b)
     np.testing.assert_array_equal(kept, first)
+
+
+def test_long_file_reads_into_its_own_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import stethoscope.wav as wav
+
+    monkeypatch.setattr(wav, "_SCRATCH_MAX", 1000)
+    path = tmp_path / "long.wav"
+    sf.write(str(path), _pcm(3000), 16000, subtype="PCM_16")
+    before = getattr(wav._scratch, "buf", None)
+    _assert_same_as_libsndfile(path)
+    assert getattr(wav._scratch, "buf", None) is before
