@@ -3,11 +3,11 @@
 Every DCASE clip is a little RIFF/WAVE file of 16-bit PCM samples. Reading one through libsndfile
 (open, header parse, per-call set-up, a fresh int16 array) took 140 us of CPU per 10 s clip here,
 against 81 us for the bytes read into a reused buffer and scaled; uncached feature extraction went
-from 1.19-1.24 to 1.01-1.07 CPU-ms per clip (benchmarks/bench_features.py). This reader handles exactly
-that common case and nothing more: it returns ``None`` for any file it is not sure of (other sample
-formats, RF64, odd headers, damaged chunk lists), and :func:`stethoscope.audio.load_audio` then
-goes to libsndfile, which decodes it or raises the error the user sees. Where it does read a file,
-the samples are bit-identical to libsndfile's (tests/test_wav.py checks the variants).
+from 1.19-1.24 to 1.01-1.07 CPU-ms per clip (benchmarks/bench_features.py). This reader handles
+exactly that common case and nothing more: it returns ``None`` for any file it is not sure of (other
+sample formats, RF64, odd headers, damaged chunk lists), and :func:`stethoscope.audio.load_audio`
+then goes to libsndfile, which decodes it or raises the error the user sees. Where it does read a
+file, the samples are bit-identical to libsndfile's (tests/test_wav.py checks the variants).
 """
 
 from __future__ import annotations
