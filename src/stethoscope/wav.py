@@ -16,13 +16,14 @@ import os
 import struct
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 _FORMAT_PCM = 0x0001
 _FORMAT_EXTENSIBLE = 0xFFFE
 #: Bytes 2-15 of KSDATAFORMAT_SUBTYPE_PCM (bytes 0-1 hold the format code, 1).
-_PCM_GUID_TAIL = bytes.fromhex("0000000010008000" "00aa00389b71")
+_PCM_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
 _SCALE = np.float32(1.0 / 32768.0)  # int16 -> [-1, 1), exact (a power of two)
 _scratch = threading.local()  # one reusable byte buffer per thread: no fresh pages per clip
 #: Clips larger than this are read into a buffer of their own, so a long recording read once does
@@ -43,7 +44,7 @@ def read_pcm16(path: str | Path) -> tuple[np.ndarray, int] | None:
         return None
 
 
-def _read(fh, file_size: int) -> tuple[np.ndarray, int] | None:
+def _read(fh: BinaryIO, file_size: int) -> tuple[np.ndarray, int] | None:
     head = fh.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
