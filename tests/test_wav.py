@@ -134,8 +134,9 @@ def test_long_file_reads_into_its_own_buffer(tmp_path: Path, monkeypatch: pytest
     import stethoscope.wav as wav
 
     monkeypatch.setattr(wav, "_SCRATCH_MAX", 1000)
+    small = bytearray(10)  # too small for the file: without the cap it would be replaced
+    monkeypatch.setattr(wav._scratch, "buf", small, raising=False)
     path = tmp_path / "long.wav"
-    sf.write(str(path), _pcm(3000), 16000, subtype="PCM_16")
-    before = getattr(wav._scratch, "buf", None)
+    sf.write(str(path), _pcm(3000), 16000, subtype="PCM_16")  # 6,000 bytes > the cap
     _assert_same_as_libsndfile(path)
-    assert getattr(wav._scratch, "buf", None) is before
+    assert wav._scratch.buf is small

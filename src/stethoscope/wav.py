@@ -88,9 +88,13 @@ def _read(fh: BinaryIO, file_size: int) -> tuple[np.ndarray, int] | None:
         if not got:
             return None
         done += got
-    pcm = np.frombuffer(buf, dtype="<i2", count=n_frames * channels)
-    samples = np.multiply(pcm, _SCALE, dtype=np.float32)
+    samples = pcm16_to_float(np.frombuffer(buf, dtype="<i2", count=n_frames * channels))
     return (samples if channels == 1 else samples.reshape(n_frames, channels)), rate
+
+
+def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
+    """int16 samples as float32 in [-1, 1): one exact scaling, as libsndfile and librosa give."""
+    return np.multiply(pcm, _SCALE, dtype=np.float32)
 
 
 def _buffer(n_bytes: int) -> bytearray:
