@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 import stethoscope.audio as audio
+import stethoscope.wav as wav
 from stethoscope.audio import AudioError, write_wav
 from stethoscope.features import (FEATURES, FeatureCache, LogMel, LogMelConfig, Waveform, extract)
 
@@ -136,6 +137,7 @@ def test_cache_hit_does_not_decode_and_is_identical(tmp_path: Path, monkeypatch)
         raise AssertionError(f"decoded {path} despite a warm cache")
 
     monkeypatch.setattr(audio, "load_audio", no_decoding)
+    monkeypatch.setattr(wav, "read_pcm16_raw", no_decoding)  # the C-kernel route's reader
     second = extract(paths, LogMel(), cache=tmp_path / "cache")
     assert second.n_cached == 3 and second.n_computed == 0 and not second.failures
     for a, b in zip(first.features, second.features):

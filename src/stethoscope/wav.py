@@ -37,6 +37,20 @@ def read_pcm16(path: str | Path) -> tuple[np.ndarray, int] | None:
     ``None`` means "not a plain 16-bit PCM WAV this reader is sure of", never an error: the
     caller falls back to libsndfile for those files.
     """
+    raw = read_pcm16_raw(path)
+    if raw is None:
+        return None
+    pcm, rate = raw
+    return pcm16_to_float(pcm), rate
+
+
+def read_pcm16_raw(path: str | Path) -> tuple[np.ndarray, int] | None:
+    """As :func:`read_pcm16` but the int16 samples themselves, without scaling.
+
+    The array is a view of this thread's reusable buffer (except for very long files): it is
+    valid until the thread's next read, so use it or copy it before reading another file. The
+    log-mel kernels take it as it is and fold the 1/32768 into their window.
+    """
     try:
         with open(path, "rb", buffering=0) as fh:
             return _read(fh, os.fstat(fh.fileno()).st_size)
@@ -88,8 +102,8 @@ def _read(fh: BinaryIO, file_size: int) -> tuple[np.ndarray, int] | None:
         if not got:
             return None
         done += got
-    samples = pcm16_to_float(np.frombuffer(buf, dtype="<i2", count=n_frames * channels))
-    return (samples if channels == 1 else samples.reshape(n_frames, channels)), rate
+    pcm = np.frombuffer(buf, dtype="<i2", count=n_frames * channels)
+    return (pcm if channels == 1 else pcm.reshape(n_frames, channels)), rate
 
 
 def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -63,6 +64,10 @@ class FeatureExtractor:
         self._key_memo = (self.config, key)
         return key
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to feature workers) without the ``*_memo`` attributes, rebuilt on use."""
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_memo")}
+
     def describe(self) -> dict[str, Any]:
         """What the cache writes next to the arrays, so a cache folder explains itself."""
         return {"name": self.name, "key": self.key(), "version": self.version,
@@ -72,6 +77,35 @@ class FeatureExtractor:
                       ) -> list[np.ndarray]:
         """Features of each waveform (float32 mono at 16 kHz), in input order."""
         raise NotImplementedError
+
+    def compute_file(self, path: str | Path) -> np.ndarray:
+        """Feature of one audio file on CPU; raises :class:`~stethoscope.audio.AudioError`.
+
+        Extractors with a faster way from file to feature than decode-then-compute override it.
+        """
+        from stethoscope.audio import load_audio  # deferred: audio is not needed to name extractors
+
+        return self.compute_batch([load_audio(path)], "cpu")[0]
+
+    def prepare(self) -> None:
+        """Build lookup tables now; called before forking workers, so that each of them does not
+        build (or import what builds) them again."""
+
+    def compute_stored(self, path: str | Path, out: np.ndarray | None = None) -> np.ndarray:
+        """The stored form (:meth:`to_storage`) of one file's feature, written into ``out`` when
+        it fits there (multi-process extraction passes a slot of its shared buffer)."""
+        stored = self.to_storage(self.compute_file(path))
+        if out is not None and out.dtype == stored.dtype and out.shape[1:] == stored.shape[1:] \
+                and out.shape[0] >= stored.shape[0]:
+            out[:stored.shape[0]] = stored
+            return out[:stored.shape[0]]
+        return stored
+
+    def storage_layout(self, n_bytes: int) -> tuple[int, int] | None:
+        """(most rows, values per row) of the float32 stored array of a 16-bit PCM mono WAV of
+        ``n_bytes`` bytes, or None (the default) to stay out of multi-process extraction, which
+        gives each clip a slot of that size in one shared buffer."""
+        return None
 
     def to_storage(self, feature: np.ndarray) -> np.ndarray:
         """Array written to the cache for ``feature`` (must round-trip exactly)."""
