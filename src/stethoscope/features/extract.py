@@ -1,9 +1,12 @@
-"""Features of many clips: cache look-up, threaded decoding overlapped with batched compute.
+"""Features of many clips: cache look-up, then the misses computed in parallel.
 
 A bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
-asked to stop. Batches of clips go to a small thread pool, each worker decoding its batch, computing
-it and writing it to the cache: libsndfile and torch both release the GIL, so one batch is decoded
-while another is computed, and only ``workers + 1`` batches of waveforms are ever held in memory.
+asked to stop. On CPU under Linux, a run of misses goes to a pool of forked worker processes, which
+also write the cache (:mod:`stethoscope.features.processes`); elsewhere, and for what a worker did
+not report, batches of clips go to a small thread pool, each thread reading its batch clip by clip,
+computing it and writing it to the cache (file reading, the C kernels and torch release the GIL),
+with only ``workers + 1`` batches held in memory. On a GPU each batch is decoded first and then
+computed together.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 
 from stethoscope import audio
+from stethoscope.features import processes
 from stethoscope.features.cache import FeatureCache, clip_identity
 from stethoscope.features.registry import FeatureExtractor
 
@@ -58,10 +62,16 @@ def clip_path(clip: Any) -> Path:
 def extract(clips: Sequence[Any], extractor: FeatureExtractor,
             cache: FeatureCache | str | Path | None = None, device: torch.device | str = "cpu",
             batch_size: int = 64, on_error: OnError = "skip", progress: Progress | None = None,
-            workers: int = 2) -> ExtractResult:
-    """Features of ``clips`` with ``extractor``; cached arrays are memory-mapped, not recomputed."""
+            workers: int = 2, use_processes: bool | None = None) -> ExtractResult:
+    """Features of ``clips`` with ``extractor``; cached arrays are memory-mapped, not recomputed.
+
+    ``use_processes``: None or True uses the worker processes where
+    :func:`stethoscope.features.processes.usable` allows (platform, device, enough misses, an
+    extractor with a bounded layout); False keeps everything in this process.
+    """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', not {on_error!r}")
+    on_cpu = torch.device(device).type == "cpu"
     start = time.perf_counter()
     store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     total = len(clips)
@@ -97,18 +107,40 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
     if n_cached:
         report()
 
+    if (on_cpu and use_processes is not False
+            and processes.usable(extractor, len(misses), workers)):
+        def take(i: int, stored: np.ndarray | None, err: audio.AudioError | None) -> None:
+            if err is not None:
+                fail(i, err)
+                return
+            feats[i] = extractor.from_storage(stored)
+            if len(feats) % processes.CHUNK == 0:
+                report()
+
+        misses = processes.run([getattr(c, "path", c) for c in clips], extractor, workers, store,
+                               ids, misses, take)
+        report()
+
     def job(batch: list[int]
             ) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]]]:
-        """Decode, compute and cache one batch (runs in a worker thread)."""
-        waves: list[tuple[int, np.ndarray]] = []
+        """Read, compute and cache one batch (runs in a worker thread)."""
+        done: list[tuple[int, np.ndarray]] = []
         bad: list[tuple[int, audio.AudioError]] = []
-        for i in batch:
-            try:
-                waves.append((i, audio.load_audio(clip_path(clips[i]))))
-            except audio.AudioError as err:
-                bad.append((i, err))
-        out = extractor.compute_batch([w for _, w in waves], device) if waves else []
-        done = [(i, f) for (i, _), f in zip(waves, out)]
+        if on_cpu:  # clip by clip, from the file (the extractor's fastest route)
+            for i in batch:
+                try:
+                    done.append((i, extractor.compute_file(clip_path(clips[i]))))
+                except audio.AudioError as err:
+                    bad.append((i, err))
+        else:  # decode the batch, then compute it together on the device
+            waves: list[tuple[int, np.ndarray]] = []
+            for i in batch:
+                try:
+                    waves.append((i, audio.load_audio(clip_path(clips[i]))))
+                except audio.AudioError as err:
+                    bad.append((i, err))
+            out = extractor.compute_batch([w for _, w in waves], device) if waves else []
+            done = [(i, f) for (i, _), f in zip(waves, out)]
         if store.enabled:
             for i, f in done:
                 store.store(extractor, ids[i], extractor.to_storage(f))
