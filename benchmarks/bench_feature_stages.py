@@ -3,10 +3,12 @@
     python benchmarks/bench_feature_stages.py [WAV_FOLDER] [--n 64] [--repeat 5]
 
 Complements ``bench_features.py`` (end-to-end clips/s). On one core (torch threads = 1) it times
-each stage of our own ``LogMel`` core over the same 10 s clips, in chunks as ``extract`` uses them:
+each stage of the torch path of ``LogMel`` (the definition on GPU, and on CPU where the C kernels
+are not built) over the same 10 s clips, in chunks as that path takes them:
 decode (``audio.load_audio``), framing + window, FFT, |X|^2, band-limited mel product, log. Their sum
 is the arithmetic a clip needs; twice its rate is what two cores could reach with no overhead at all,
-printed next to the librosa definition measured in the same run. It then runs the two heaviest kernels
+printed next to the librosa definition measured in the same run. "Whole extract on one core" is
+``extract`` with one worker, i.e. whatever route it takes (the C kernels where built). It then runs the two heaviest kernels
 (FFT, one mel block) on two Python threads with separate data, to show which of them scale: a kernel
 that does not scale caps a threaded pipeline below that ceiling. Prints figures only.
 """

@@ -42,8 +42,9 @@ def test_processes_give_the_in_process_arrays(tmp_path: Path):
     assert processes.usable(LogMel(), len(clips), 2)
     seen: list[int] = []
     pooled = extract(clips, LogMel(), use_processes=True, progress=lambda d, t: seen.append(d))
-    pool = processes._Pool._current
-    assert pool is not None and all(p.is_alive() and p.pid != PARENT for p in pool.procs)
+    pool = processes._Pool._current  # two streams: this process and one helper
+    assert pool is not None and len(pool.procs) == 1
+    assert all(p.is_alive() and p.pid != PARENT for p in pool.procs)
     here = extract(clips, LogMel(), use_processes=False)
     assert pooled.clips == here.clips == clips and not pooled.failures
     _same(pooled.features, here.features)
@@ -113,14 +114,16 @@ class DiesOnCrashFiles(LogMel):
 
 
 def test_clips_of_a_dead_worker_are_computed_here(tmp_path: Path):
-    clips = _clips(tmp_path, 3 * processes.CHUNK)
-    crash = tmp_path / "crash.wav"
-    crash.write_bytes(clips[0].read_bytes())
-    clips.insert(10, crash)
+    clips = _clips(tmp_path, 4 * processes.CHUNK)
+    for k in range(0, len(clips), processes.CHUNK):  # one in every chunk: a helper meets one
+        crash = tmp_path / f"crash{k}.wav"
+        crash.write_bytes(clips[k].read_bytes())
+        clips.insert(k + 3, crash)
     res = extract(clips, DiesOnCrashFiles(), use_processes=True)
     assert res.clips == clips and not res.failures
     _same(res.features, extract(clips, LogMel(), use_processes=False).features)
-    extract(clips[:2 * processes.CHUNK], LogMel(), use_processes=True)  # a fresh pool serves
+    assert processes._Pool._current.broken  # it lost its helper, so the next call makes anew
+    extract(clips[:2 * processes.CHUNK], LogMel(), use_processes=True)
     assert all(p.is_alive() for p in processes._Pool._current.procs)
 
 

@@ -1,20 +1,21 @@
-"""Feature extraction in a pool of forked worker processes that lives as long as this process.
+"""Feature extraction in this process and a pool of forked helper processes that stays alive.
 
 Why processes: on CPU a clip's log-mel is a handful of calls that each hold the GIL briefly, and two
 threads doing them lose a quarter or more of their time to each other (measured on the C-kernel
-path and 2 cores: two threads 2,000-2,200 clips/s, two independent processes 3,800). Why a pool
+path and 2 cores: two threads 2,000-2,200 clips/s, two independent processes 4,000). Why a pool
 that stays: forking a process with torch loaded, and the copy-on-write faults that follow, cost
 50-70 ms a call, a third of what 231 clips take. Why shared buffers that are reused: results sent
 pickled through a pipe cost the parent 0.12-0.2 ms a clip, and a fresh shared buffer per call costs
-the workers a page fault per 4 KiB (0.1 ms a clip here); a reused one is faulted in once.
+a page fault per 4 KiB (0.1 ms a clip here); a reused one is faulted in once.
 
-The parent hands out chunks of clips, two in flight per worker, each naming one of the worker's
-two shared buffers. The worker computes the chunk into that buffer, writes the cache entries itself
-(in parallel), and answers with a small message (per clip: rows, or the error; the warnings raised).
-The parent copies each result out into one array for the whole call (private memory, where numpy
-asks for huge pages) and hands the buffer back with the next chunk. A clip whose result does not fit
-comes back in the message. A worker that dies leaves its unreported clips to the caller, which
-computes them in-process; the pool is rebuilt on the next call.
+``workers`` streams compute: this process and ``workers - 1`` helpers. Chunks of clips go to the
+helpers, two in flight each, each chunk naming one of the helper's two shared buffers; the helper
+computes the chunk into it, writes the cache entries itself, and answers with a small message (per
+clip: rows, or the error; the warnings raised). Between looks at those answers this process
+computes a chunk itself, straight into its place in the call's result array (private memory, where
+numpy asks for huge pages), and copies the helpers' results there. A result that does not fit its
+buffer comes back in the message. A helper that dies leaves its chunks to this process; the pool
+is rebuilt on the next call.
 
 Only on Linux (where ``fork`` is cheap and safe enough) and only on CPU; see :func:`usable`.
 """
@@ -31,9 +32,10 @@ import threading
 import traceback
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -66,12 +68,13 @@ def usable(extractor: FeatureExtractor, n_clips: int, workers: int) -> bool:
 
 def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, store: FeatureCache,
         ids: dict[int, str], indices: Sequence[int], on_result: OnResult) -> list[int]:
-    """Compute ``paths[i]`` for ``i`` in ``indices`` in the pool (``workers`` processes).
+    """Compute ``paths[i]`` for ``i`` in ``indices`` here and in ``workers - 1`` helpers.
 
     ``on_result(i, stored, error)`` is called here for each clip as reports arrive, with the
     stored-form array (e.g. the (T, n_mels) log-mel, a view of one shared result array) or the
     file's :class:`~stethoscope.audio.AudioError`; an exception it raises propagates (the pool is
-    then discarded, since its workers may still be busy). Returns the indices no worker reported.
+    then discarded, since its helpers may still be busy). Returns the indices nobody computed
+    (none, unless another thread is using the pool: then all of them, for the caller to compute).
     """
     if not indices:
         return []
@@ -93,12 +96,25 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
     job = {"extractor": extractor, "cache": str(store.root) if store.enabled else None,
            "env": {k: os.environ.get(k) for k in _ENV}}
     reported = np.zeros(len(indices), bool)
+
+    def emit(j: int, array: np.ndarray | None, error: str | None) -> None:
+        reported[j] = True
+        on_result(indices[j], array,
+                  None if error is None else audio.AudioError(paths[indices[j]], error))
+
+    def compute_here(chunk: list) -> None:
+        """A chunk computed in this process, straight into its place in ``dest``."""
+        for j, path, identity, rows in chunk:
+            place = dest[int(offsets[j]):int(offsets[j + 1])].reshape(rows, dim)
+            n_rows, error, whole = _one(path, place, extractor, store, identity)
+            emit(j, None if error else whole if whole is not None else place[:n_rows], error)
+
     if not _busy.acquire(blocking=False):  # another thread is using the pool: compute here
         return list(indices)
     try:
-        pool = _Pool.get(workers, extractor)
-        pool.run(job, chunks, dest, offsets, dim, reported, lambda j, arr, err: on_result(
-            indices[j], arr, None if err is None else audio.AudioError(paths[indices[j]], err)))
+        with _one_torch_thread():  # this process is one of the ``workers`` streams
+            pool = _Pool.get(workers - 1, extractor)
+            pool.run(job, chunks, dest, offsets, dim, emit, compute_here)
     except BaseException:
         _Pool.discard()  # its workers may still be busy with chunks nobody will read
         raise
@@ -107,11 +123,23 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
     return [indices[j] for j in np.flatnonzero(~reported)]
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 _busy = threading.Lock()  # one job at a time: the workers' pipes carry one conversation each
 
 
 class _Pool:
-    """Worker processes, each with a jobs pipe, a results pipe and two shared result buffers."""
+    """Helper processes, each with a jobs pipe, a results pipe and two shared result buffers."""
 
     _current: _Pool | None = None
     _lock = threading.Lock()
@@ -169,47 +197,57 @@ class _Pool:
             p.join(timeout=5)
 
     def run(self, job: dict, chunks: deque, dest: np.ndarray, offsets: np.ndarray, dim: int,
-            reported: np.ndarray, emit: Callable[[int, np.ndarray | None, str | None], None]
-            ) -> None:
-        """Hand out ``chunks`` and take the answers back until all are answered or workers die."""
+            emit: Callable[[int, np.ndarray | None, str | None], None],
+            compute_here: Callable[[list], None]) -> None:
+        """Hand out ``chunks``, computing one here between looks at the workers' answers.
+
+        The chunks a dying worker held go back on the queue, for this process to compute.
+        """
         free = {conn: list(range(IN_FLIGHT)) for conn in self.conns}  # idle buffers per worker
+        held: dict[Connection, dict[int, list]] = {conn: {} for conn in self.conns}
 
         def feed(conn: Connection) -> None:
             while chunks and free[conn]:
-                self.jobs[conn].send((job, free[conn].pop(), chunks.popleft()))
+                slot_id = free[conn].pop()
+                held[conn][slot_id] = chunks.popleft()
+                self.jobs[conn].send((job, slot_id, held[conn][slot_id]))
 
-        for conn in self.conns:
+        def answer(conn: Connection) -> None:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):  # the worker died: its chunks are ours now
+                live.remove(conn)
+                self.broken = True
+                chunks.extend(held[conn].values())
+                return
+            if isinstance(msg, str):  # a bug in the worker: surface it, do not hide it
+                raise RuntimeError(f"feature worker failed:\n{msg}")
+            slot_id, items, caught = msg
+            for category, text in caught:
+                warnings.warn(text, category, stacklevel=5)
+            slot = self.slots[conn][slot_id]
+            for j, rows, error, array, at in items:
+                if error is None and array is None:  # the rows are in the shared buffer
+                    flat = dest[int(offsets[j]):int(offsets[j]) + rows * dim]
+                    flat[:] = slot[at:at + rows * dim]
+                    array = flat.reshape(rows, dim)
+                emit(j, array, error)
+            del held[conn][slot_id]
+            free[conn].append(slot_id)  # copied out: the worker may reuse it
             feed(conn)
-        live = [c for c in self.conns if len(free[c]) < IN_FLIGHT]
-        while live:
-            for conn in wait(live):
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):  # the worker died: what it did not report stays so
-                    live.remove(conn)
-                    self.broken = True
-                    continue
-                if isinstance(msg, str):  # a bug in the worker: surface it, do not hide it
-                    raise RuntimeError(f"feature worker failed:\n{msg}")
-                slot_id, items, caught = msg
-                for category, text in caught:
-                    warnings.warn(text, category, stacklevel=4)
-                slot = self.slots[conn][slot_id]
-                for j, rows, error, array, at in items:
-                    if error is None and array is None:  # the rows are in the shared buffer
-                        flat = dest[int(offsets[j]):int(offsets[j]) + rows * dim]
-                        flat[:] = slot[at:at + rows * dim]
-                        array = flat.reshape(rows, dim)
-                    reported[j] = True
-                    emit(j, array, error)
-                free[conn].append(slot_id)  # copied out: the worker may reuse it
-                feed(conn)
-                if len(free[conn]) == IN_FLIGHT:
-                    live.remove(conn)
+
+        live = list(self.conns)
+        for conn in live:
+            feed(conn)
+        while chunks or any(held[c] for c in live):
+            for conn in wait([c for c in live if held[c]], timeout=0 if chunks else None):
+                answer(conn)
+            if chunks:
+                compute_here(chunks.popleft())
 
 
 def worker_pids() -> list[int]:
-    """Process ids of the live pool's workers (none before first use): for CPU accounting."""
+    """Process ids of the live pool's helpers (none before first use): for CPU accounting."""
     pool = _Pool._current
     return [p.pid for p in pool.procs if p.is_alive()] if pool is not None else []
 
