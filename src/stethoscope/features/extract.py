@@ -1,12 +1,12 @@
 """Features of many clips: cache look-up, then the misses computed in parallel.
 
 A bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
-asked to stop. On CPU under Linux, a run of misses goes to a pool of forked worker processes, which
-also write the cache (:mod:`stethoscope.features.processes`); elsewhere, and for what a worker did
-not report, batches of clips go to a small thread pool, each thread reading its batch clip by clip,
-computing it and writing it to the cache (file reading, the C kernels and torch release the GIL),
-with only ``workers + 1`` batches held in memory. On a GPU each batch is decoded first and then
-computed together.
+asked to stop. On CPU under Linux, a run of misses is computed by this process and forked helper
+processes, which write the cache too (:mod:`stethoscope.features.processes`); elsewhere, and when
+another thread is using those helpers, batches of clips go to a small thread pool, each thread reading and computing its batch
+(clip by clip from the files where the extractor prefers that, as log-mel with the C kernels does;
+otherwise decoded first and computed together, as on a GPU) and writing it to the cache (file
+reading, the C kernels and torch release the GIL), with only ``workers + 1`` batches in memory.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', not {on_error!r}")
     on_cpu = torch.device(device).type == "cpu"
+    by_file = extractor.prefers_files(device)
     start = time.perf_counter()
     store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     total = len(clips)
@@ -126,13 +127,13 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
         """Read, compute and cache one batch (runs in a worker thread)."""
         done: list[tuple[int, np.ndarray]] = []
         bad: list[tuple[int, audio.AudioError]] = []
-        if on_cpu:  # clip by clip, from the file (the extractor's fastest route)
+        if by_file:  # clip by clip, from the file (the extractor's fastest route here)
             for i in batch:
                 try:
                     done.append((i, extractor.compute_file(clip_path(clips[i]))))
                 except audio.AudioError as err:
                     bad.append((i, err))
-        else:  # decode the batch, then compute it together on the device
+        else:  # decode the batch, then compute it together
             waves: list[tuple[int, np.ndarray]] = []
             for i in batch:
                 try:

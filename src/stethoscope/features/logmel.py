@@ -79,6 +79,9 @@ class LogMel(FeatureExtractor):
             _mel_blocks(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, 2, self.cpu_band_block,
                         "cpu")
 
+    def prefers_files(self, device: torch.device | str) -> bool:
+        return self._native_ok(torch.device(device).type)
+
     def compute_file(self, path: str | Path) -> np.ndarray:
         return self.stack(self.log_mel_file(path))
 

@@ -87,6 +87,11 @@ class FeatureExtractor:
 
         return self.compute_batch([load_audio(path)], "cpu")[0]
 
+    def prefers_files(self, device: torch.device | str) -> bool:
+        """True where :meth:`compute_file` beats decoding a batch and :meth:`compute_batch` on it
+        (so that in-process extraction goes clip by clip from the files)."""
+        return False
+
     def prepare(self) -> None:
         """Build lookup tables now; called before forking workers, so that each of them does not
         build (or import what builds) them again."""
