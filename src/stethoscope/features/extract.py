@@ -2,11 +2,12 @@
 
 A bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
 asked to stop. On CPU under Linux, a run of misses is computed by this process and forked helper
-processes, which write the cache too (:mod:`stethoscope.features.processes`); elsewhere, and when
-another thread is using those helpers, batches of clips go to a small thread pool, each thread reading and computing its batch
-(clip by clip from the files where the extractor prefers that, as log-mel with the C kernels does;
-otherwise decoded first and computed together, as on a GPU) and writing it to the cache (file
-reading, the C kernels and torch release the GIL), with only ``workers + 1`` batches in memory.
+processes, which write the cache too (:mod:`stethoscope.features.processes`). Elsewhere, and when
+another thread is using those helpers, batches of clips go to a small thread pool, each thread
+reading and computing its batch (clip by clip from the files where the extractor prefers that, as
+log-mel with the C kernels does; otherwise decoded first and computed together, as on a GPU) and
+writing it to the cache (file reading, the C kernels and torch release the GIL), with only
+``workers + 1`` batches in memory.
 """
 
 from __future__ import annotations
