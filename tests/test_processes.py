@@ -132,3 +132,17 @@ def test_not_used_for_few_clips_or_when_switched_off(monkeypatch):
     assert not processes.usable(LogMel(), 1000, 1)
     monkeypatch.setenv("STETHOSCOPE_FEATURE_PROCESSES", "0")
     assert not processes.usable(LogMel(), 1000, 2)
+
+
+def test_ctrl_c_at_an_idle_helper_does_not_break_the_next_call(tmp_path: Path):
+    import signal
+    import time
+
+    clips = _clips(tmp_path, 2 * processes.CHUNK)
+    extract(clips, LogMel(), use_processes=True)
+    pool = processes._Pool._current
+    for pid in processes.worker_pids():
+        os.kill(pid, signal.SIGINT)  # what a Ctrl-C in the terminal sends the process group
+    time.sleep(0.2)
+    res = extract(clips, LogMel(), use_processes=True)
+    assert len(res) == len(clips) and processes._Pool._current is pool and not pool.broken

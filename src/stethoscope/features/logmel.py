@@ -116,7 +116,7 @@ class LogMel(FeatureExtractor):
         """Contiguous (T, n_mels) float32 log-mel matrices, clips of equal length batched."""
         device = torch.device(device)
         if self._native_ok(device.type):
-            return [self._native_log_mel(np.asarray(w, np.float32)) for w in waves]
+            return [self._native_log_mel(np.ascontiguousarray(w, np.float32)) for w in waves]
         out: list[np.ndarray | None] = [None] * len(waves)
         groups: dict[int, list[int]] = {}
         for i, w in enumerate(waves):

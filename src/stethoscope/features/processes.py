@@ -27,6 +27,7 @@ import logging
 import mmap
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -264,6 +265,9 @@ def _serve(jobs: Connection, conn: Connection, slots: list[np.ndarray],
 
     for end in parent_ends:  # the child's copies of the parent's ends: EOF when the parent goes
         end.close()
+    # Ctrl-C reaches the whole process group; the parent decides (it stops the helpers itself),
+    # and an idle helper must not die of it and leave a traceback for the next job to read.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one process per core is the parallelism
     logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
     caches: dict[str, FeatureCache] = {}
