@@ -4,14 +4,15 @@
 
 (a) official: per clip, ``librosa.load(sr=None)`` + ``librosa.feature.melspectrogram`` + log +
     5-frame stacking into a float64 matrix, as the AE baseline's ``file_to_vectors`` does;
-(b) ours as ``extract`` runs it, no cache: on Linux/CPU the pool of worker processes, each reading
-    the 16-bit samples and computing with the C kernels around torch's FFT (where built);
+(b) ours as ``extract`` runs it, no cache: on Linux/CPU this process and forked helper processes,
+    each reading the 16-bit samples and computing with the C kernels around torch's FFT (where
+    built);
 (b1) the same with everything in this process (threads), as on other platforms;
 (c) ours reading a warm cache (memory-mapped .npy, no decoding).
-Every timing is warm (each path runs once first, which also starts the worker pool; that start is
+Every timing is warm (each path runs once first, which also starts the helper pool; that start is
 printed apart; files are read once so the OS cache is warm) and the best of ``--repeat`` runs,
 since the machine may be shared. (a) runs with numpy's BLAS threads as they are and limited to one,
-and the faster is the reference. CPU-ms/clip (this process and its feature workers) is printed
+and the faster is the reference. CPU-ms/clip (this process and its feature helpers) is printed
 next to clips/s: it is less sensitive than wall time to other jobs on the machine.
 """
 
@@ -50,7 +51,7 @@ def official_vectors(path: Path) -> np.ndarray:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process plus the feature workers' (/proc/<pid>/schedstat, nanoseconds)."""
+    """CPU time of this process plus the feature helpers' (/proc/<pid>/schedstat, nanoseconds)."""
     from stethoscope.features import processes
 
     total = time.process_time()
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=0, help="first N clips (0: all)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    ap.add_argument("--workers", type=int, default=2, help="decode threads")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="feature streams (processes on Linux/CPU, else threads)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -104,14 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     ext = LogMel()
     run = dict(device=args.device, batch_size=args.batch_size, workers=args.workers)
     pooled = args.device == "cpu" and processes.usable(ext, n, args.workers)
+    streams = (f"{args.workers} streams (this process + {args.workers - 1} forked helpers)"
+               if pooled else "one process")
     print(f"{n} clips from {args.folder}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {os.cpu_count()} CPUs, device {args.device}; C kernels "
           f"{'on' if native.available() else 'off'}; "
-          f"{f'{args.workers} worker processes' if pooled else 'no worker processes'}")
+          f"{streams}")
 
     official_vectors(paths[0])  # one-time costs (imports, filterbank, FFT plans) not timed
     t0 = time.perf_counter()
-    extract(paths, ext, **run)  # starts the worker pool, once per Python process
+    extract(paths, ext, **run)  # starts the helper pool, once per Python process
     first = time.perf_counter() - t0
     extract(paths, ext, use_processes=False, **run)
     t_a, c_a, ref = best_of(args.repeat, lambda: [official_vectors(p) for p in paths])
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     rate = {k: n / t for k, (t, _) in times.items()}
     cpu = {k: c / n * 1e3 for k, (_, c) in times.items()}
     print(f"(a) is librosa at its best: {a_note}")
-    print(f"first call of (b), starting the workers: {n / first:.1f} clips/s")
+    print(f"first call of (b), starting the helpers: {n / first:.1f} clips/s")
     rows = [("a", "(a) official librosa, per clip"), ("b", "(b) ours, decode + log-mel, no cache"),
             ("b1", "(b1) the same, in one process"), ("w", "    ours, filling the cache"),
             ("c", "(c) ours, warm cache (mmap)")]
