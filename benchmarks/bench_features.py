@@ -55,7 +55,7 @@ def cpu_seconds() -> float:
     from stethoscope.features import processes
 
     total = time.process_time()
-    for pid in processes.worker_pids():
+    for pid in processes.helper_pids():
         try:
             total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):

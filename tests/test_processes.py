@@ -1,5 +1,5 @@
 """Multi-process feature extraction: same arrays as in-process, bad files by name, the cache
-written by the workers, warnings passed on, and a dying worker's clips computed here instead."""
+written by the helpers, warnings passed on, and a dying helper's clips computed here instead."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import soundfile as sf
 from stethoscope.audio import AudioError, ResampleWarning, write_wav
 from stethoscope.features import FeatureCache, LogMel, extract, processes
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="worker processes: Linux only")
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="helper processes: Linux only")
 SR = 16_000
 PARENT = os.getpid()
 
@@ -55,11 +55,11 @@ def test_processes_give_the_in_process_arrays(tmp_path: Path):
     _same(again.features, here.features)
 
 
-def test_bad_files_by_name_and_cache_written_by_the_workers(tmp_path: Path):
+def test_bad_files_by_name_and_cache_written_by_the_helpers(tmp_path: Path):
     good = _clips(tmp_path, 2 * processes.CHUNK + 1)
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.wav").write_text("not a wav file\n" * 40)
-    flt = tmp_path / "float.wav"  # 32-bit float: decoded by load_audio in the worker
+    flt = tmp_path / "float.wav"  # 32-bit float: decoded by load_audio first
     sf.write(str(flt), np.sin(np.arange(SR) * 0.01).astype(np.float32) * 0.3, SR, subtype="FLOAT")
     clips = good[:5] + [tmp_path / "empty.wav"] + good[5:] + [tmp_path / "text.wav", flt]
     cache = tmp_path / "cache"
@@ -80,11 +80,11 @@ def test_stop_on_error_raises_naming_the_file(tmp_path: Path):
     with pytest.raises(AudioError, match="text.wav"):
         extract(clips[:9] + [tmp_path / "text.wav"] + clips[9:], LogMel(), on_error="stop",
                 use_processes=True)
-    assert processes._Pool._current is None  # its workers were stopped mid-job, not reused
+    assert processes._Pool._current is None  # its helpers were stopped mid-job, not reused
     assert len(extract(clips, LogMel(), use_processes=True)) == len(clips)
 
 
-def test_a_resampling_warning_in_a_worker_reaches_the_caller(tmp_path: Path):
+def test_a_resampling_warning_in_a_helper_reaches_the_caller(tmp_path: Path):
     clips = _clips(tmp_path, 2 * processes.CHUNK)
     odd = tmp_path / "odd_rate.wav"
     write_wav(odd, np.zeros(22_050, np.float32) + 0.01, sr=22_050)
@@ -105,7 +105,7 @@ def test_results_larger_than_the_shared_buffer_come_back_whole(tmp_path: Path, m
 
 
 class DiesOnCrashFiles(LogMel):
-    """A worker computing a file named crash*.wav exits at once, as if killed (OOM, signal)."""
+    """A helper computing a file named crash*.wav exits at once, as if killed (OOM, signal)."""
 
     def compute_stored(self, path, out=None):
         if Path(path).name.startswith("crash") and os.getpid() != PARENT:
@@ -113,7 +113,7 @@ class DiesOnCrashFiles(LogMel):
         return super().compute_stored(path, out)
 
 
-def test_clips_of_a_dead_worker_are_computed_here(tmp_path: Path):
+def test_clips_of_a_dead_helper_are_computed_here(tmp_path: Path):
     clips = _clips(tmp_path, 4 * processes.CHUNK)
     for k in range(0, len(clips), processes.CHUNK):  # one in every chunk: a helper meets one
         crash = tmp_path / f"crash{k}.wav"
@@ -141,7 +141,7 @@ def test_ctrl_c_at_an_idle_helper_does_not_break_the_next_call(tmp_path: Path):
     clips = _clips(tmp_path, 2 * processes.CHUNK)
     extract(clips, LogMel(), use_processes=True)
     pool = processes._Pool._current
-    for pid in processes.worker_pids():
+    for pid in processes.helper_pids():
         os.kill(pid, signal.SIGINT)  # what a Ctrl-C in the terminal sends the process group
     time.sleep(0.2)
     res = extract(clips, LogMel(), use_processes=True)

@@ -44,14 +44,14 @@ from stethoscope import audio
 from stethoscope.features.cache import FeatureCache
 from stethoscope.features.registry import FeatureExtractor
 
-#: Clips per message between the parent and a worker.
+#: Clips per message between the parent and a helper.
 CHUNK = 8
-#: Chunks in flight per worker: one being computed while the parent copies the other out.
+#: Chunks in flight per helper: one being computed while the parent copies the other out.
 IN_FLIGHT = 2
-#: Bytes of each worker's shared result buffers (one per chunk in flight): 8 clips of up to 50 s
+#: Bytes of each helper's shared result buffers (one per chunk in flight): 8 clips of up to 50 s
 #: each; a clip that does not fit comes back through the pipe instead.
 SLOT_BYTES = 8 << 20
-#: Environment variables a worker takes from the parent with every job (they change the numbers
+#: Environment variables a helper takes from the parent with every job (they change the numbers
 #: or the route, and a pool forked earlier would otherwise keep the values of that moment).
 _ENV = ("STETHOSCOPE_NATIVE",)
 
@@ -59,7 +59,7 @@ OnResult = Callable[[int, "np.ndarray | None", "audio.AudioError | None"], None]
 
 
 def usable(extractor: FeatureExtractor, n_clips: int, workers: int) -> bool:
-    """Whether the pool applies: Linux, >1 worker, >= 2 chunks of clips, a bounded layout."""
+    """Whether the pool applies: Linux, >= 2 streams, >= 2 chunks of clips, a bounded layout."""
     if sys.platform != "linux" or workers < 2 or n_clips < 2 * CHUNK:
         return False
     if os.environ.get("STETHOSCOPE_FEATURE_PROCESSES", "1") == "0":
@@ -84,7 +84,7 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
         try:
             size = os.stat(paths[i]).st_size
         except OSError:
-            size = 0  # the worker reports the file's real problem
+            size = 0  # the helper reports the file's real problem
         layouts.append(extractor.storage_layout(size))
     dim = layouts[0][1]
     offsets = np.zeros(len(indices) + 1, np.int64)
@@ -117,7 +117,7 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
             pool = _Pool.get(workers - 1, extractor)
             pool.run(job, chunks, dest, offsets, dim, emit, compute_here)
     except BaseException:
-        _Pool.discard()  # its workers may still be busy with chunks nobody will read
+        _Pool.discard()  # its helpers may still be busy with chunks nobody will read
         raise
     finally:
         _busy.release()
@@ -136,7 +136,7 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-_busy = threading.Lock()  # one job at a time: the workers' pipes carry one conversation each
+_busy = threading.Lock()  # one job at a time: the helpers' pipes carry one conversation each
 
 
 class _Pool:
@@ -145,17 +145,17 @@ class _Pool:
     _current: _Pool | None = None
     _lock = threading.Lock()
 
-    def __init__(self, workers: int, extractor: FeatureExtractor) -> None:
+    def __init__(self, helpers: int, extractor: FeatureExtractor) -> None:
         # Tables built here are inherited; a later job with another configuration builds its
-        # own in each worker (for log-mel: importing librosa for the filterbank, once).
+        # own in each helper (for log-mel: importing librosa for the filterbank, once).
         extractor.prepare()
         ctx = mp.get_context("fork")
         self.procs: list[Any] = []
         self.conns: list[Connection] = []
         self.broken = False
-        self.jobs: dict[Connection, Connection] = {}  # results pipe -> jobs pipe of a worker
+        self.jobs: dict[Connection, Connection] = {}  # results pipe -> jobs pipe of a helper
         self.slots: dict[Connection, list[np.ndarray]] = {}  # results pipe -> shared buffers
-        for _ in range(workers):
+        for _ in range(helpers):
             # Shared, reused result buffers: their pages are faulted in once per pool, not per
             # clip, and the parent copies each result out with one memcpy (no pipe, no pickle).
             slots = [np.frombuffer(mmap.mmap(-1, SLOT_BYTES), np.float32) for _ in range(IN_FLIGHT)]
@@ -172,14 +172,14 @@ class _Pool:
             self.slots[res_r] = slots
 
     @classmethod
-    def get(cls, workers: int, extractor: FeatureExtractor) -> _Pool:
+    def get(cls, helpers: int, extractor: FeatureExtractor) -> _Pool:
         with cls._lock:
             pool = cls._current
-            if pool is None or pool.broken or len(pool.procs) != workers or not all(
+            if pool is None or pool.broken or len(pool.procs) != helpers or not all(
                     p.is_alive() for p in pool.procs):
                 if pool is not None:
                     pool.close()
-                pool = cls._current = _Pool(workers, extractor)
+                pool = cls._current = _Pool(helpers, extractor)
             return pool
 
     @classmethod
@@ -200,11 +200,11 @@ class _Pool:
     def run(self, job: dict, chunks: deque, dest: np.ndarray, offsets: np.ndarray, dim: int,
             emit: Callable[[int, np.ndarray | None, str | None], None],
             compute_here: Callable[[list], None]) -> None:
-        """Hand out ``chunks``, computing one here between looks at the workers' answers.
+        """Hand out ``chunks``, computing one here between looks at the helpers' answers.
 
-        The chunks a dying worker held go back on the queue, for this process to compute.
+        The chunks a dying helper held go back on the queue, for this process to compute.
         """
-        free = {conn: list(range(IN_FLIGHT)) for conn in self.conns}  # idle buffers per worker
+        free = {conn: list(range(IN_FLIGHT)) for conn in self.conns}  # idle buffers per helper
         held: dict[Connection, dict[int, list]] = {conn: {} for conn in self.conns}
 
         def feed(conn: Connection) -> None:
@@ -216,13 +216,13 @@ class _Pool:
         def answer(conn: Connection) -> None:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):  # the worker died: its chunks are ours now
+            except (EOFError, OSError):  # the helper died: its chunks are ours now
                 live.remove(conn)
                 self.broken = True
                 chunks.extend(held[conn].values())
                 return
-            if isinstance(msg, str):  # a bug in the worker: surface it, do not hide it
-                raise RuntimeError(f"feature worker failed:\n{msg}")
+            if isinstance(msg, str):  # a bug in the helper: surface it, do not hide it
+                raise RuntimeError(f"feature helper failed:\n{msg}")
             slot_id, items, caught = msg
             for category, text in caught:
                 warnings.warn(text, category, stacklevel=5)
@@ -234,7 +234,7 @@ class _Pool:
                     array = flat.reshape(rows, dim)
                 emit(j, array, error)
             del held[conn][slot_id]
-            free[conn].append(slot_id)  # copied out: the worker may reuse it
+            free[conn].append(slot_id)  # copied out: the helper may reuse it
             feed(conn)
 
         live = list(self.conns)
@@ -247,7 +247,7 @@ class _Pool:
                 compute_here(chunks.popleft())
 
 
-def worker_pids() -> list[int]:
+def helper_pids() -> list[int]:
     """Process ids of the live pool's helpers (none before first use): for CPU accounting."""
     pool = _Pool._current
     return [p.pid for p in pool.procs if p.is_alive()] if pool is not None else []
