@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     ext = LogMel()
     run = dict(device=args.device, batch_size=args.batch_size, workers=args.workers)
     pooled = args.device == "cpu" and processes.usable(ext, n, args.workers)
-    streams = (f"{args.workers} streams (this process + {args.workers - 1} forked helpers)"
-               if pooled else "one process")
+    helpers = args.workers - 1
+    streams = (f"{args.workers} streams (this process + {helpers} forked "
+               f"helper{'s' if helpers != 1 else ''})" if pooled else "one process")
     print(f"{n} clips from {args.folder}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, {os.cpu_count()} CPUs, device {args.device}; C kernels "
           f"{'on' if native.available() else 'off'}; "
