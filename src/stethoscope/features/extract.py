@@ -66,7 +66,7 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
             workers: int = 2, use_processes: bool | None = None) -> ExtractResult:
     """Features of ``clips`` with ``extractor``; cached arrays are memory-mapped, not recomputed.
 
-    ``use_processes``: None or True uses the worker processes where
+    ``use_processes``: None or True uses the helper processes where
     :func:`stethoscope.features.processes.usable` allows (platform, device, enough misses, an
     extractor with a bounded layout); False keeps everything in this process.
     """
