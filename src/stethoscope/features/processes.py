@@ -59,8 +59,11 @@ OnResult = Callable[[int, "np.ndarray | None", "audio.AudioError | None"], None]
 
 
 def usable(extractor: FeatureExtractor, n_clips: int, workers: int) -> bool:
-    """Whether the pool applies: Linux, >= 2 streams, >= 2 chunks of clips, a bounded layout."""
+    """Whether the pool applies: Linux, >= 2 streams and cores, >= 2 chunks of clips, a bounded
+    layout."""
     if sys.platform != "linux" or workers < 2 or n_clips < 2 * CHUNK:
+        return False
+    if len(os.sched_getaffinity(0)) < 2:  # one core: a helper would only take turns with us
         return False
     if os.environ.get("STETHOSCOPE_FEATURE_PROCESSES", "1") == "0":
         return False
