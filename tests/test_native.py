@@ -76,6 +76,8 @@ def test_kernels_reject_bad_buffers():
     win = np.ones(1024, np.float32)
     with pytest.raises(ValueError, match="int16 or float32"):
         _native.frames(np.zeros(2000), win, 512, np.empty((4, 1024), np.float32))
+    with pytest.raises(ValueError, match="hop too large"):  # t * hop would overflow
+        _native.frames(np.ones(1000, np.float32), win, 2**62, np.empty((3, 1024), np.float32))
     with pytest.raises(ValueError, match="multiple"):
         _native.frames(np.zeros(2000, np.float32), win, 512, np.empty(1000, np.float32))
     with pytest.raises(TypeError, match="writable"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,8 @@ def test_processes_give_the_in_process_arrays(tmp_path: Path):
     seen: list[int] = []
     pooled = extract(clips, LogMel(), use_processes=True, progress=lambda d, t: seen.append(d))
     pool = processes._Pool._current  # two streams: this process and one helper
-    assert pool is not None and len(pool.procs) == 1
-    assert all(p.is_alive() and p.pid != PARENT for p in pool.procs)
+    assert pool is not None and len(pool.helpers) == 1
+    assert all(h.alive() and h.pid != PARENT for h in pool.helpers)
     here = extract(clips, LogMel(), use_processes=False)
     assert pooled.clips == here.clips == clips and not pooled.failures
     _same(pooled.features, here.features)
@@ -113,6 +114,16 @@ class DiesOnCrashFiles(LogMel):
         return super().compute_stored(path, out)
 
 
+class SlowHereDiesThere(DiesOnCrashFiles):
+    """As above, with this process slow (a loaded machine): the helper answers its first chunk
+    and is dead by the time it is sent the next one."""
+
+    def compute_stored(self, path, out=None):
+        if os.getpid() == PARENT:
+            time.sleep(0.02)
+        return super().compute_stored(path, out)
+
+
 def test_clips_of_a_dead_helper_are_computed_here(tmp_path: Path):
     clips = _clips(tmp_path, 4 * processes.CHUNK)
     for k in range(0, len(clips), processes.CHUNK):  # one in every chunk: a helper meets one
@@ -124,7 +135,7 @@ def test_clips_of_a_dead_helper_are_computed_here(tmp_path: Path):
     _same(res.features, extract(clips, LogMel(), use_processes=False).features)
     assert processes._Pool._current.broken  # it lost its helper, so the next call makes anew
     extract(clips[:2 * processes.CHUNK], LogMel(), use_processes=True)
-    assert all(p.is_alive() for p in processes._Pool._current.procs)
+    assert all(h.alive() for h in processes._Pool._current.helpers)
 
 
 def test_not_used_for_few_clips_or_when_switched_off(monkeypatch):
@@ -146,3 +157,36 @@ def test_ctrl_c_at_an_idle_helper_does_not_break_the_next_call(tmp_path: Path):
     time.sleep(0.2)
     res = extract(clips, LogMel(), use_processes=True)
     assert len(res) == len(clips) and processes._Pool._current is pool and not pool.broken
+
+
+def test_a_helper_dead_between_answers_leaves_its_chunks_here(tmp_path: Path):
+    clips = _clips(tmp_path, 4 * processes.CHUNK)
+    crash = tmp_path / "crash.wav"
+    crash.write_bytes(clips[0].read_bytes())
+    clips.insert(processes.CHUNK, crash)  # first clip of the helper's second chunk
+    res = extract(clips, SlowHereDiesThere(), use_processes=True)
+    assert res.clips == clips and not res.failures
+
+
+def test_a_forked_child_neither_uses_nor_stops_the_parents_helpers(tmp_path: Path):
+    clips = _clips(tmp_path, 2 * processes.CHUNK)
+    extract(clips, LogMel(), use_processes=True)
+    helpers = processes.helper_pids()
+    pid = os.fork()
+    if pid == 0:  # the child: its own extraction, then what its exit would do to the pool
+        code = 1
+        try:
+            ok = len(extract(clips, LogMel(), use_processes=True)) == len(clips)
+            mine = processes._Pool._current.owner == os.getpid()
+            processes._shutdown()  # the atexit hook: stops the child's own helpers only
+            code = 0 if ok and mine else 2
+        except BaseException:  # noqa: BLE001 - reported through the exit code
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert processes.helper_pids() == helpers  # still alive, still ours
+    assert len(extract(clips, LogMel(), use_processes=True)) == len(clips)

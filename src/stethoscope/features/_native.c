@@ -77,6 +77,8 @@ frames(PyObject *self, PyObject *args)
     else if (kind_of(&out) != 'f') err = "out must be float32";
     else if (hop < 1) err = "hop must be >= 1";
     else if (n_out % n_fft != 0) err = "len(out) must be a multiple of len(window)";
+    else if (n_out / n_fft > 1 && hop > (PY_SSIZE_T_MAX - n_fft) / (n_out / n_fft - 1))
+        err = "hop too large for this many frames";  /* t * hop would overflow */
     if (err) {
         PyErr_SetString(PyExc_ValueError, err);
     } else {

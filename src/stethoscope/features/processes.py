@@ -23,26 +23,31 @@ Only on Linux (where ``fork`` is cheap and safe enough) and only on CPU; see :fu
 from __future__ import annotations
 
 import atexit
+import contextlib
+import itertools
 import logging
 import mmap
-import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections import deque
 from contextlib import contextmanager
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from stethoscope import audio
 from stethoscope.features.cache import FeatureCache
 from stethoscope.features.registry import FeatureExtractor
+
+log = logging.getLogger(__name__)
 
 #: Clips per message between the parent and a helper.
 CHUNK = 8
@@ -90,6 +95,9 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
             size = 0  # the helper reports the file's real problem
         layouts.append(extractor.storage_layout(size))
     dim = layouts[0][1]
+    # A slot never outgrows a helper's buffer: a longer result (a recording of many minutes, or a
+    # big file that is not audio at all) comes back whole instead of reserving room here.
+    layouts = [(min(rows, SLOT_BYTES // (4 * dim)), d) for rows, d in layouts]
     offsets = np.zeros(len(indices) + 1, np.int64)
     np.cumsum([rows * dim for rows, _ in layouts], out=offsets[1:])
     dest = np.empty(int(offsets[-1]), np.float32)  # numpy asks for huge pages: few faults
@@ -98,7 +106,11 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
          for j in range(s, min(s + CHUNK, len(indices)))]
         for s in range(0, len(indices), CHUNK))
     job = {"extractor": extractor, "cache": str(store.root) if store.enabled else None,
-           "env": {k: os.environ.get(k) for k in _ENV}}
+           "env": {k: os.environ.get(k) for k in _ENV}, "call": next(_calls)}
+    try:
+        pickle.dumps(job)
+    except Exception:  # noqa: BLE001 - an extractor that cannot travel is computed here
+        return list(indices)
     reported = np.zeros(len(indices), bool)
 
     def emit(j: int, array: np.ndarray | None, error: str | None) -> None:
@@ -117,7 +129,11 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
         return list(indices)
     try:
         with _one_torch_thread():  # this process is one of the ``workers`` streams
-            pool = _Pool.get(workers - 1, extractor)
+            try:
+                pool = _Pool.get(workers - 1, extractor)
+            except OSError as exc:  # no processes to be had (limits, memory): compute here
+                log.warning("feature helpers could not start (%s); computing in-process", exc)
+                return list(indices)
             pool.run(job, chunks, dest, offsets, dim, emit, compute_here)
     except BaseException:
         _Pool.discard()  # its helpers may still be busy with chunks nobody will read
@@ -140,10 +156,46 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 _busy = threading.Lock()  # one job at a time: the helpers' pipes carry one conversation each
+_calls = itertools.count()  # job ids: a helper starts each call with fresh cache objects
+#: Seconds a helper may hold chunks without answering before it is taken for hung and stopped
+#: (a chunk is 8 clips: milliseconds for DCASE clips, seconds for long recordings).
+HANG_SECONDS = 300.0
+
+
+class _Helper:
+    """One forked helper: its process id, the two pipes and its shared result buffers."""
+
+    def __init__(self, pid: int, results: Connection, jobs: Connection,
+                 slots: list[np.ndarray]) -> None:
+        self.pid, self.results, self.jobs, self.slots = pid, results, jobs, slots
+        self.exited = False
+
+    def alive(self) -> bool:
+        if not self.exited:
+            try:
+                self.exited = os.waitpid(self.pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                self.exited = True
+        return not self.exited
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Close its pipes (it exits at the end of its chunk) and reap it, killing it if need be."""
+        self.results.close()
+        self.jobs.close()
+        deadline = time.monotonic() + grace
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.exited = True
 
 
 class _Pool:
-    """Helper processes, each with a jobs pipe, a results pipe and two shared result buffers."""
+    """Helper processes forked with ``os.fork`` (so that nothing but this module manages them:
+    multiprocessing would count them as children of any process forked from this one later)."""
 
     _current: _Pool | None = None
     _lock = threading.Lock()
@@ -152,36 +204,44 @@ class _Pool:
         # Tables built here are inherited; a later job with another configuration builds its
         # own in each helper (for log-mel: importing librosa for the filterbank, once).
         extractor.prepare()
-        ctx = mp.get_context("fork")
-        self.procs: list[Any] = []
-        self.conns: list[Connection] = []
+        self.owner = os.getpid()
         self.broken = False
-        self.jobs: dict[Connection, Connection] = {}  # results pipe -> jobs pipe of a helper
-        self.slots: dict[Connection, list[np.ndarray]] = {}  # results pipe -> shared buffers
-        for _ in range(helpers):
-            # Shared, reused result buffers: their pages are faulted in once per pool, not per
-            # clip, and the parent copies each result out with one memcpy (no pipe, no pickle).
-            slots = [np.frombuffer(mmap.mmap(-1, SLOT_BYTES), np.float32) for _ in range(IN_FLIGHT)]
-            job_r, job_w = ctx.Pipe(duplex=False)
-            res_r, res_w = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_serve, args=(job_r, res_w, slots, (job_w, res_r)),
-                            daemon=True, name="stethoscope-features")
-            p.start()
-            job_r.close()
-            res_w.close()
-            self.procs.append(p)
-            self.conns.append(res_r)
-            self.jobs[res_r] = job_w
-            self.slots[res_r] = slots
+        self.helpers: list[_Helper] = []
+        try:
+            for _ in range(helpers):
+                self._start_one()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_one(self) -> None:
+        # Shared, reused result buffers: their pages are faulted in once per pool, not per clip,
+        # and this process copies each result out with one memcpy (no pipe, no pickle).
+        slots = [np.frombuffer(mmap.mmap(-1, SLOT_BYTES), np.float32) for _ in range(IN_FLIGHT)]
+        job_r, job_w = Pipe(duplex=False)
+        res_r, res_w = Pipe(duplex=False)
+        ours = [job_w, res_r] + [c for h in self.helpers for c in (h.jobs, h.results)]
+        pid = os.fork()
+        if pid == 0:  # the helper: never returns into the caller's code
+            try:
+                for conn in ours:  # so that each helper sees EOF as soon as this process goes
+                    conn.close()
+                _serve(job_r, res_w, slots)
+            finally:
+                os._exit(0)
+        job_r.close()
+        res_w.close()
+        self.helpers.append(_Helper(pid, res_r, job_w, slots))
 
     @classmethod
     def get(cls, helpers: int, extractor: FeatureExtractor) -> _Pool:
         with cls._lock:
             pool = cls._current
-            if pool is None or pool.broken or len(pool.procs) != helpers or not all(
-                    p.is_alive() for p in pool.procs):
+            if pool is None or pool.broken or len(pool.helpers) != helpers or not all(
+                    h.alive() for h in pool.helpers):
                 if pool is not None:
                     pool.close()
+                cls._current = None
                 pool = cls._current = _Pool(helpers, extractor)
             return pool
 
@@ -193,43 +253,53 @@ class _Pool:
                 cls._current = None
 
     def close(self) -> None:
-        for conn in [*self.conns, *self.jobs.values()]:
-            conn.close()
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
+        if self.owner != os.getpid():  # inherited through a fork: not ours to stop
+            return
+        for h in self.helpers:
+            h.stop()
 
     def run(self, job: dict, chunks: deque, dest: np.ndarray, offsets: np.ndarray, dim: int,
             emit: Callable[[int, np.ndarray | None, str | None], None],
             compute_here: Callable[[list], None]) -> None:
         """Hand out ``chunks``, computing one here between looks at the helpers' answers.
 
-        The chunks a dying helper held go back on the queue, for this process to compute.
+        The chunks a helper held when it died (or hung) go back on the queue, for this process.
         """
-        free = {conn: list(range(IN_FLIGHT)) for conn in self.conns}  # idle buffers per helper
-        held: dict[Connection, dict[int, list]] = {conn: {} for conn in self.conns}
+        by_conn = {h.results: h for h in self.helpers}
+        free = {c: list(range(IN_FLIGHT)) for c in by_conn}  # idle buffers per helper
+        held: dict[Connection, dict[int, list]] = {c: {} for c in by_conn}
+        live = list(by_conn)
+
+        def lost(conn: Connection) -> None:
+            """A helper that died, hung or closed its pipe: its chunks are ours now."""
+            live.remove(conn)
+            self.broken = True
+            chunks.extend(held[conn].values())
+            held[conn].clear()
+            by_conn[conn].stop(grace=0.0)
 
         def feed(conn: Connection) -> None:
             while chunks and free[conn]:
                 slot_id = free[conn].pop()
                 held[conn][slot_id] = chunks.popleft()
-                self.jobs[conn].send((job, slot_id, held[conn][slot_id]))
+                try:
+                    by_conn[conn].jobs.send((job, slot_id, held[conn][slot_id]))
+                except OSError:  # it died since its last answer
+                    lost(conn)
+                    return
 
         def answer(conn: Connection) -> None:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):  # the helper died: its chunks are ours now
-                live.remove(conn)
-                self.broken = True
-                chunks.extend(held[conn].values())
+            except (EOFError, OSError):
+                lost(conn)
                 return
             if isinstance(msg, str):  # a bug in the helper: surface it, do not hide it
                 raise RuntimeError(f"feature helper failed:\n{msg}")
             slot_id, items, caught = msg
             for category, text in caught:
                 warnings.warn(text, category, stacklevel=5)
-            slot = self.slots[conn][slot_id]
+            slot = by_conn[conn].slots[slot_id]
             for j, rows, error, array, at in items:
                 if error is None and array is None:  # the rows are in the shared buffer
                     flat = dest[int(offsets[j]):int(offsets[j]) + rows * dim]
@@ -240,12 +310,19 @@ class _Pool:
             free[conn].append(slot_id)  # copied out: the helper may reuse it
             feed(conn)
 
-        live = list(self.conns)
-        for conn in live:
+        for conn in list(live):
             feed(conn)
         while chunks or any(held[c] for c in live):
-            for conn in wait([c for c in live if held[c]], timeout=0 if chunks else None):
-                answer(conn)
+            busy = [c for c in live if held[c]]
+            ready = wait(busy, timeout=0 if chunks else HANG_SECONDS) if busy else []
+            if busy and not ready and not chunks:  # nobody answered for HANG_SECONDS
+                for conn in busy:
+                    log.warning("feature helper %d gave no answer for %.0f s; stopping it",
+                                by_conn[conn].pid, HANG_SECONDS)
+                    lost(conn)
+            for conn in ready:
+                if conn in live:
+                    answer(conn)
             if chunks:
                 compute_here(chunks.popleft())
 
@@ -253,7 +330,7 @@ class _Pool:
 def helper_pids() -> list[int]:
     """Process ids of the live pool's helpers (none before first use): for CPU accounting."""
     pool = _Pool._current
-    return [p.pid for p in pool.procs if p.is_alive()] if pool is not None else []
+    return [h.pid for h in pool.helpers if h.alive()] if pool is not None else []
 
 
 @atexit.register
@@ -261,25 +338,37 @@ def _shutdown() -> None:
     _Pool.discard()
 
 
-def _serve(jobs: Connection, conn: Connection, slots: list[np.ndarray],
-           parent_ends: tuple[Connection, ...]) -> None:
+def _after_fork_in_child() -> None:
+    """A process forked from this one (by anyone) starts without a pool and with a free lock."""
+    global _busy
+    _Pool._current = None
+    _Pool._lock = threading.Lock()
+    _busy = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _serve(jobs: Connection, conn: Connection, slots: list[np.ndarray]) -> None:
     """Child: answer chunks until the parent closes its end; never raise past here."""
     import torch
 
-    for end in parent_ends:  # the child's copies of the parent's ends: EOF when the parent goes
-        end.close()
     # Ctrl-C reaches the whole process group; the parent decides (it stops the helpers itself),
     # and an idle helper must not die of it and leave a traceback for the next job to read.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one process per core is the parallelism
     logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
     caches: dict[str, FeatureCache] = {}
+    call = None
     try:
         while True:
             try:
                 job, slot_id, chunk = jobs.recv()
             except EOFError:
                 return
+            if job["call"] != call:  # a new call: a cache switched off by a failed write in an
+                call = job["call"]  # earlier call (e.g. a full disk since freed) is tried again
+                caches.clear()
             for k, v in job["env"].items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -287,7 +376,9 @@ def _serve(jobs: Connection, conn: Connection, slots: list[np.ndarray],
                     os.environ[k] = v
             extractor = job["extractor"]
             root = job["cache"]
-            store = caches.setdefault(root, FeatureCache(root)) if root else FeatureCache(None)
+            if root not in caches:
+                caches[root] = FeatureCache(root)
+            store = caches[root]
             dim = extractor.storage_layout(0)[1]
             buf = slots[slot_id]
             items, at = [], 0
