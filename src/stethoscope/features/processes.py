@@ -17,7 +17,8 @@ numpy asks for huge pages), and copies the helpers' results there. A result that
 buffer comes back in the message. A helper that dies leaves its chunks to this process; the pool
 is rebuilt on the next call.
 
-Only on Linux (where ``fork`` is cheap and safe enough) and only on CPU; see :func:`usable`.
+Only on Linux (where ``fork`` is cheap and safe enough) and only on CPU; see :func:`usable`. What a
+helper does once forked is in :mod:`stethoscope.features.helper`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import warnings
 from collections import deque
 from contextlib import contextmanager
@@ -44,6 +44,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from stethoscope import audio
+from stethoscope.features import helper
 from stethoscope.features.cache import FeatureCache
 from stethoscope.features.registry import FeatureExtractor
 
@@ -122,7 +123,7 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
         """A chunk computed in this process, straight into its place in ``dest``."""
         for j, path, identity, rows in chunk:
             place = dest[int(offsets[j]):int(offsets[j + 1])].reshape(rows, dim)
-            n_rows, error, whole = _one(path, place, extractor, store, identity)
+            n_rows, error, whole = helper.compute_one(path, place, extractor, store, identity)
             emit(j, None if error else whole if whole is not None else place[:n_rows], error)
 
     if not _busy.acquire(blocking=False):  # another thread is using the pool: compute here
@@ -226,7 +227,7 @@ class _Pool:
             try:
                 for conn in ours:  # so that each helper sees EOF as soon as this process goes
                     conn.close()
-                _serve(job_r, res_w, slots)
+                helper.serve(job_r, res_w, slots)
             finally:
                 os._exit(0)
         job_r.close()
@@ -347,70 +348,3 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _serve(jobs: Connection, conn: Connection, slots: list[np.ndarray]) -> None:
-    """Child: answer chunks until the parent closes its end; never raise past here."""
-    import torch
-
-    # Ctrl-C reaches the whole process group; the parent decides (it stops the helpers itself),
-    # and an idle helper must not die of it and leave a traceback for the next job to read.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)  # one process per core is the parallelism
-    logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
-    caches: dict[str, FeatureCache] = {}
-    call = None
-    try:
-        while True:
-            try:
-                job, slot_id, chunk = jobs.recv()
-            except EOFError:
-                return
-            if job["call"] != call:  # a new call: a cache switched off by a failed write in an
-                call = job["call"]  # earlier call (e.g. a full disk since freed) is tried again
-                caches.clear()
-            for k, v in job["env"].items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            extractor = job["extractor"]
-            root = job["cache"]
-            if root not in caches:
-                caches[root] = FeatureCache(root)
-            store = caches[root]
-            dim = extractor.storage_layout(0)[1]
-            buf = slots[slot_id]
-            items, at = [], 0
-            with warnings.catch_warnings(record=True) as caught:  # passed on to the parent
-                warnings.simplefilter("always")
-                for j, path, identity, rows in chunk:
-                    room = min(rows * dim, buf.size - at) // dim
-                    slot = buf[at:at + room * dim].reshape(room, dim)
-                    n_rows, error, whole = _one(path, slot, extractor, store, identity)
-                    items.append((j, n_rows, error, whole, at))
-                    if error is None and whole is None:
-                        at += n_rows * dim
-            conn.send((slot_id, items, [(w.category, str(w.message)) for w in caught]))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-        try:
-            conn.send(traceback.format_exc())
-        except Exception:  # noqa: BLE001 - the parent sees EOF and computes the rest itself
-            pass
-    finally:
-        conn.close()
-        jobs.close()
-
-
-def _one(path: str, slot: np.ndarray, extractor: FeatureExtractor, store: FeatureCache,
-         identity: str | None) -> tuple[int, str | None, np.ndarray | None]:
-    """(rows, error, the array when it did not fit ``slot`` else None) of one clip."""
-    try:
-        stored = extractor.compute_stored(path, out=slot)
-    except audio.AudioError as err:
-        return 0, err.reason, None
-    if identity is not None:
-        store.store(extractor, identity, stored)
-    if stored.size and not np.may_share_memory(stored, slot):  # did not fit its slot
-        return stored.shape[0], None, np.ascontiguousarray(stored)
-    return stored.shape[0], None, None
