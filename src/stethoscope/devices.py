@@ -1,6 +1,10 @@
-"""One rule for picking the torch device, shared by every trainer and the pipeline."""
+"""One rule for picking the torch device, shared by every trainer and the pipeline; and one way
+to run with another torch thread count for a while."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
@@ -14,3 +18,14 @@ def torch_device(device: str | torch.device | None = "auto") -> torch.device:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device '{device}' requested but CUDA is not available")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` (at least 1) inside the block, then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -33,28 +33,25 @@ def serve(jobs: Connection, conn: Connection, slots: list[np.ndarray]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one process per core is the parallelism
     logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
-    caches: dict[str, FeatureCache] = {}
-    call = None
+    extractor: FeatureExtractor | None = None
+    store = FeatureCache(None)
     try:
         while True:
             try:
                 job, slot_id, chunk = jobs.recv()
             except EOFError:
                 return
-            if job["call"] != call:  # a new call: a cache switched off by a failed write in an
-                call = job["call"]  # earlier call (e.g. a full disk since freed) is tried again
-                caches.clear()
-            for k, v in job["env"].items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            extractor = job["extractor"]
-            root = job["cache"]
-            if root not in caches:
-                caches[root] = FeatureCache(root)
-            store = caches[root]
-            dim = extractor.storage_layout(0)[1]
+            if job is not None:  # the first chunk of a call carries its job
+                for k, v in job["env"].items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+                extractor = job["extractor"]
+                # A fresh cache object per call: one switched off by a failed write in an earlier
+                # call (e.g. a full disk since freed) is tried again.
+                store = FeatureCache(job["cache"])
+                dim = extractor.storage_layout(0)[1]
             buf = slots[slot_id]
             items, at = [], 0
             with warnings.catch_warnings(record=True) as caught:  # passed on to the parent

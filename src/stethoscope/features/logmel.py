@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from stethoscope import SAMPLE_RATE, audio, wav
 from stethoscope.features import native
-from stethoscope.features.registry import FeatureExtractor, register_feature
+from stethoscope.features.registry import FeatureExtractor, place, register_feature
 
 LOG_FLOOR = sys.float_info.epsilon  # the baseline's floor before log10; no reference, no top_db
 
@@ -74,10 +74,10 @@ class LogMel(FeatureExtractor):
     def prepare(self) -> None:
         c = self.config
         if self._native_ok("cpu"):
-            native.prepare(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax)
+            self._plan()
         else:
-            _mel_blocks(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, 2, self.cpu_band_block,
-                        "cpu")
+            _mel_blocks(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax,
+                        2 if c.power == 2.0 else 1, self.cpu_band_block, "cpu")
 
     def prefers_files(self, device: torch.device | str) -> bool:
         return self._native_ok(torch.device(device).type)
@@ -98,7 +98,7 @@ class LogMel(FeatureExtractor):
         c = self.config
         if not self._native_ok("cpu"):
             wave = audio.load_audio(path, c.sample_rate)
-            return self._fit_out(self.log_mel_batch([wave])[0], out)
+            return place(self.log_mel_batch([wave])[0], out)
         raw = wav.read_pcm16_raw(path)
         if (raw is not None and raw[0].ndim == 1 and raw[1] == c.sample_rate
                 and raw[0].shape[0] >= audio.MIN_SAMPLES):
@@ -134,24 +134,20 @@ class LogMel(FeatureExtractor):
     def _native_ok(self, device_type: str) -> bool:
         return device_type == "cpu" and self.config.power == 2.0 and native.available()
 
-    def _native_log_mel(self, samples: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def _plan(self) -> native.Plan:
+        """The C path's tables for this configuration, built once per config object."""
         c = self.config
         memo = self.__dict__.get("_plan_memo")
-        if memo is None or memo[0] is not c:  # per config object, not per clip
+        if memo is None or memo[0] is not c:
             memo = self._plan_memo = (c, native.plan(
                 sample_rate=c.sample_rate, n_fft=c.n_fft, hop=c.hop_length, n_mels=c.n_mels,
                 fmin=c.fmin, fmax=c.fmax, floor=LOG_FLOOR, scale=20.0 / c.power))
+        return memo[1]
+
+    def _native_log_mel(self, samples: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         t = self.n_frames_for(samples.shape[0])
         slot = out[:t] if out is not None and out.shape[0] >= t else None
-        return native.log_mel(samples, t, memo[1], slot)
-
-    @staticmethod
-    def _fit_out(log_mel: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        if out is None or out.shape[0] < log_mel.shape[0]:
-            return log_mel
-        slot = out[:log_mel.shape[0]]
-        slot[...] = log_mel
-        return slot
+        return native.log_mel(samples, t, self._plan(), slot)
 
     def stack(self, log_mel: np.ndarray) -> np.ndarray:
         """Frame-major stacking as a zero-copy, read-only view of a (T, n_mels) array."""

@@ -60,12 +60,6 @@ def mel_taps(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
     return starts, lengths, w
 
 
-def prepare(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
-    """Build the filter taps and windows (the filterbank comes from librosa, a slow import)."""
-    mel_taps(sample_rate, n_fft, n_mels, fmin, fmax)
-    _windows(n_fft)
-
-
 @lru_cache(maxsize=8)
 def _windows(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     """(window for float32 samples, window with 1/32768 folded in for int16 samples)."""

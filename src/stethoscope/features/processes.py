@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import logging
 import mmap
 import os
@@ -36,14 +35,14 @@ import threading
 import time
 import warnings
 from collections import deque
-from contextlib import contextmanager
 from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from stethoscope import audio
+from stethoscope.devices import torch_threads
 from stethoscope.features import helper
 from stethoscope.features.cache import FeatureCache
 from stethoscope.features.registry import FeatureExtractor
@@ -88,26 +87,27 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
     """
     if not indices:
         return []
-    layouts = []
+    dim = extractor.storage_layout(0)[1]
+    # A slot never outgrows a helper's buffer: a longer result (a long recording, a big file that
+    # is not audio) comes back whole instead of reserving room here.
+    cap = SLOT_BYTES // (4 * dim)
+    rows = []
     for i in indices:
         try:
             size = os.stat(paths[i]).st_size
         except OSError:
             size = 0  # the helper reports the file's real problem
-        layouts.append(extractor.storage_layout(size))
-    dim = layouts[0][1]
-    # A slot never outgrows a helper's buffer: a longer result (a recording of many minutes, or a
-    # big file that is not audio at all) comes back whole instead of reserving room here.
-    layouts = [(min(rows, SLOT_BYTES // (4 * dim)), d) for rows, d in layouts]
+        rows.append(min(extractor.storage_layout(size)[0], cap))
     offsets = np.zeros(len(indices) + 1, np.int64)
-    np.cumsum([rows * dim for rows, _ in layouts], out=offsets[1:])
+    np.cumsum(rows, out=offsets[1:])
+    offsets *= dim
     dest = np.empty(int(offsets[-1]), np.float32)  # numpy asks for huge pages: few faults
     chunks = deque(
-        [(j, os.fspath(paths[indices[j]]), ids.get(indices[j]), layouts[j][0])
+        [(j, os.fspath(paths[indices[j]]), ids.get(indices[j]), rows[j])
          for j in range(s, min(s + CHUNK, len(indices)))]
         for s in range(0, len(indices), CHUNK))
     job = {"extractor": extractor, "cache": str(store.root) if store.enabled else None,
-           "env": {k: os.environ.get(k) for k in _ENV}, "call": next(_calls)}
+           "env": {k: os.environ.get(k) for k in _ENV}}
     try:
         pickle.dumps(job)
     except Exception:  # noqa: BLE001 - an extractor that cannot travel is computed here
@@ -129,7 +129,7 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
     if not _busy.acquire(blocking=False):  # another thread is using the pool: compute here
         return list(indices)
     try:
-        with _one_torch_thread():  # this process is one of the ``workers`` streams
+        with torch_threads(1):  # this process is one of the ``workers`` streams
             try:
                 pool = _Pool.get(workers - 1, extractor)
             except OSError as exc:  # no processes to be had (limits, memory): compute here
@@ -144,20 +144,7 @@ def run(paths: Sequence[str | Path], extractor: FeatureExtractor, workers: int, 
     return [indices[j] for j in np.flatnonzero(~reported)]
 
 
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 _busy = threading.Lock()  # one job at a time: the helpers' pipes carry one conversation each
-_calls = itertools.count()  # job ids: a helper starts each call with fresh cache objects
 #: Seconds a helper may hold chunks without answering before it is taken for hung and stopped
 #: (a chunk is 8 clips: milliseconds for DCASE clips, seconds for long recordings).
 HANG_SECONDS = 300.0
@@ -205,7 +192,6 @@ class _Pool:
         # Tables built here are inherited; a later job with another configuration builds its
         # own in each helper (for log-mel: importing librosa for the filterbank, once).
         extractor.prepare()
-        self.owner = os.getpid()
         self.broken = False
         self.helpers: list[_Helper] = []
         try:
@@ -254,8 +240,6 @@ class _Pool:
                 cls._current = None
 
     def close(self) -> None:
-        if self.owner != os.getpid():  # inherited through a fork: not ours to stop
-            return
         for h in self.helpers:
             h.stop()
 
@@ -279,12 +263,16 @@ class _Pool:
             held[conn].clear()
             by_conn[conn].stop(grace=0.0)
 
+        told: set[Connection] = set()  # helpers that have this call's job already
+
         def feed(conn: Connection) -> None:
             while chunks and free[conn]:
                 slot_id = free[conn].pop()
                 held[conn][slot_id] = chunks.popleft()
-                try:
-                    by_conn[conn].jobs.send((job, slot_id, held[conn][slot_id]))
+                try:  # the job (extractor, cache, environment) travels once per helper and call
+                    by_conn[conn].jobs.send(
+                        (None if conn in told else job, slot_id, held[conn][slot_id]))
+                    told.add(conn)
                 except OSError:  # it died since its last answer
                     lost(conn)
                     return

@@ -99,12 +99,7 @@ class FeatureExtractor:
     def compute_stored(self, path: str | Path, out: np.ndarray | None = None) -> np.ndarray:
         """The stored form (:meth:`to_storage`) of one file's feature, written into ``out`` when
         it fits there (multi-process extraction passes a slot of its shared buffer)."""
-        stored = self.to_storage(self.compute_file(path))
-        if out is not None and out.dtype == stored.dtype and out.shape[1:] == stored.shape[1:] \
-                and out.shape[0] >= stored.shape[0]:
-            out[:stored.shape[0]] = stored
-            return out[:stored.shape[0]]
-        return stored
+        return place(self.to_storage(self.compute_file(path)), out)
 
     def storage_layout(self, n_bytes: int) -> tuple[int, int] | None:
         """(most rows, values per row) of the float32 stored array of a 16-bit PCM mono WAV of
@@ -122,3 +117,14 @@ class FeatureExtractor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def place(array: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``array`` copied into the start of ``out`` where it fits there (same dtype and row shape,
+    enough rows), returned as that view; otherwise ``array`` itself."""
+    if (out is None or out.dtype != array.dtype or out.shape[1:] != array.shape[1:]
+            or out.shape[0] < array.shape[0]):
+        return array
+    view = out[:array.shape[0]]
+    view[...] = array
+    return view
