@@ -1,29 +1,29 @@
 """Audio reading: every clip enters the toolkit as 16 kHz mono float32 through :func:`load_audio`.
 
-Reading sits behind one function so that a bad file (truncated, empty, not audio, too short) always
-surfaces as an :class:`AudioError` naming the file, whatever library raised underneath. Plain 16-bit
-PCM WAV (all of DCASE) is read by :mod:`stethoscope.wav` straight from its bytes; every other file,
-and any WAV that reader is unsure of, goes through libsndfile.
+Reading sits behind one function so that a bad file (missing, empty, truncated, not audio, too
+short) always surfaces as an :class:`AudioError` naming the file, whatever libsndfile raised
+underneath. Decoding is soundfile's (libsndfile) alone.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from stethoscope import SAMPLE_RATE, wav
-
-log = logging.getLogger(__name__)
+from stethoscope import SAMPLE_RATE
+from stethoscope.errors import StethoscopeError
 
 #: Shortest usable clip: one STFT window of the features (1024 samples at 16 kHz).
 MIN_SAMPLES = 1024
 
+#: 16-bit PCM to float32, as libsndfile and librosa.load scale it (exact: a power of two).
+_PCM16_SCALE = np.float32(1.0 / 32768.0)
 
-class AudioError(RuntimeError):
+
+class AudioError(StethoscopeError):
     """An audio file that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
@@ -45,22 +45,14 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     return info.frames, info.samplerate, info.channels
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES) -> np.ndarray:
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
+               ) -> np.ndarray:
     """Read a clip as mono float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
 
     Multi-channel files are averaged to mono; other sample rates are resampled with a warning.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
-    fast = wav.read_pcm16(path)  # the common case; None sends the file to libsndfile
-    if fast is not None:
-        data, file_sr = fast
-        integer_pcm = True
-    else:
-        data, file_sr, integer_pcm = _read_libsndfile(path)
+    data, file_sr, integer_pcm = _decode(path)
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
     y = data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
@@ -79,22 +71,35 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
     return np.ascontiguousarray(y)
 
 
-def _read_libsndfile(path: Path) -> tuple[np.ndarray, int, bool]:
-    """(samples, sample rate, whether they came from integer PCM) through libsndfile."""
-    integer_pcm = False
+def _decode(path: Path) -> tuple[np.ndarray, int, bool]:
+    """(samples, sample rate, whether they came from 16-bit PCM) through libsndfile.
+
+    16-bit PCM is read as int16 and scaled once into float32: bit-identical to libsndfile's own
+    float32 decoding, with no float64 pass in between.
+    """
     try:
         with sf.SoundFile(str(path)) as fh:
             file_sr = fh.samplerate
             if fh.subtype == "PCM_16":
-                # int16 then one exact scaling into float32 (no float64 or second pass):
-                # bit-identical to libsndfile's float32 decoding, and about half the CPU time
-                data = wav.pcm16_to_float(fh.read(dtype="int16", always_2d=fh.channels > 1))
-                integer_pcm = True
-            else:
-                data = fh.read(dtype="float32", always_2d=fh.channels > 1)
+                raw = fh.read(dtype="int16", always_2d=fh.channels > 1)
+                data = np.multiply(raw, _PCM16_SCALE, dtype=np.float32)
+                return data, file_sr, True
+            return fh.read(dtype="float32", always_2d=fh.channels > 1), file_sr, False
     except Exception as exc:
-        raise AudioError(path, f"unreadable or corrupt audio ({_short(exc)})") from exc
-    return data, file_sr, integer_pcm
+        raise AudioError(path, _why_unreadable(path, exc)) from exc
+
+
+def _why_unreadable(path: Path, exc: Exception) -> str:
+    """The most useful reason for a file libsndfile refused (checked only once it failed)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "file does not exist"
+    except OSError as err:
+        return f"cannot read file ({err.strerror or err})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    return f"unreadable or corrupt audio ({_short(exc)})"
 
 
 def write_wav(path: str | Path, y: np.ndarray, sr: int = SAMPLE_RATE) -> None:

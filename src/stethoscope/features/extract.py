@@ -1,39 +1,40 @@
 """Features of many clips: cache look-up, then the misses computed in parallel.
 
-A bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
-asked to stop. On CPU under Linux, a run of misses is computed by this process and forked helper
-processes, which write the cache too (:mod:`stethoscope.features.processes`). Elsewhere, and when
-another thread is using those helpers, batches of clips go to a small thread pool, each thread
-reading and computing its batch (clip by clip from the files where the extractor prefers that, as
-log-mel with the C kernels does; otherwise decoded first and computed together, as on a GPU) and
-writing it to the cache (file reading, the C kernels and torch release the GIL), with only
-``workers + 1`` batches in memory.
+Cached arrays are memory-mapped, not recomputed. The misses go in batches to a thread pool
+(:class:`~concurrent.futures.ThreadPoolExecutor`): each thread decodes its batch (libsndfile),
+computes it (torch) and writes it to the cache. Both libraries release the GIL while they work, so
+the threads run in parallel without the start-up and copying costs of worker processes. Only
+``workers + 1`` batches are in flight, which keeps memory flat. A bad file is one line in
+``failures`` (file + reason) and the other clips go on, unless the caller asked to stop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 
-from stethoscope import audio
+from stethoscope import SAMPLE_RATE, audio
 from stethoscope.devices import torch_threads
-from stethoscope.features import processes
+from stethoscope.features.base import FeatureExtractor
 from stethoscope.features.cache import FeatureCache, clip_identity
-from stethoscope.features.registry import FeatureExtractor
+from stethoscope.progress import Progress
 
 OnError = Literal["skip", "stop"]
-Progress = Callable[[int, int], None]
 T = TypeVar("T")
 R = TypeVar("R")
+#: A batch's outcome: (clip index, feature) for the clips that worked, (index, error) for the rest.
+Outcome = tuple[list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]]]
 
 
 @dataclass
@@ -64,42 +65,40 @@ def clip_path(clip: Any) -> Path:
 def extract(clips: Sequence[Any], extractor: FeatureExtractor,
             cache: FeatureCache | str | Path | None = None, device: torch.device | str = "cpu",
             batch_size: int = 64, on_error: OnError = "skip", progress: Progress | None = None,
-            workers: int = 2, use_processes: bool | None = None) -> ExtractResult:
-    """Features of ``clips`` with ``extractor``; cached arrays are memory-mapped, not recomputed.
+            workers: int = 2) -> ExtractResult:
+    """Features of ``clips`` with ``extractor``, from ``cache`` where it has them.
 
-    ``use_processes``: None or True uses the helper processes where
-    :func:`stethoscope.features.processes.usable` allows (platform, device, enough misses, an
-    extractor with a bounded layout); False keeps everything in this process.
+    ``batch_size`` is the most clips decoded and computed together (on CPU, batches are made
+    smaller where that gives each of the ``workers`` threads several of them). ``progress`` is
+    called as ``progress("features (<name>)", done, total, {})``. On CPU, torch's thread count is
+    divided among the workers during the call and restored afterwards.
     """
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', not {on_error!r}")
-    on_cpu = torch.device(device).type == "cpu"
-    by_file = extractor.prefers_files(device)
     start = time.perf_counter()
     store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+    stage = f"features ({extractor.name})"
     total = len(clips)
     feats: dict[int, np.ndarray] = {}
     failed: dict[int, tuple[Path, str]] = {}
     ids: dict[int, str] = {}
 
     def report() -> None:
-        if progress:
-            progress(len(feats) + len(failed), total)
+        if progress is not None:
+            progress(stage, len(feats) + len(failed), total, {})
 
     def fail(i: int, err: audio.AudioError) -> None:
         if on_error == "stop":
             raise err
         failed[i] = (err.path, err.reason)
-        report()
 
     misses: list[int] = []
     for i, clip in enumerate(clips):
-        path = clip_path(clip)
         if store.enabled:
             try:
-                ids[i] = clip_identity(path)
+                ids[i] = clip_identity(getattr(clip, "path", clip))
             except OSError as exc:
-                fail(i, audio.AudioError(path, f"cannot read file ({exc.strerror or exc})"))
+                fail(i, audio.AudioError(clip_path(clip), _stat_reason(exc)))
                 continue
             hit = store.load(extractor, ids[i])
             if hit is not None:
@@ -107,53 +106,37 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
                 continue
         misses.append(i)
     n_cached = len(feats)
-    if n_cached:
+    if feats or failed:
         report()
 
-    if (on_cpu and use_processes is not False
-            and processes.usable(extractor, len(misses), workers)):
-        def take(i: int, stored: np.ndarray | None, err: audio.AudioError | None) -> None:
-            if err is not None:
-                fail(i, err)
-                return
-            feats[i] = extractor.from_storage(stored)
-            if len(feats) % processes.CHUNK == 0:
-                report()
+    sample_rate = getattr(extractor.config, "sample_rate", SAMPLE_RATE)
 
-        # The paths as given (clip_path would build a Path per clip: 8 us each, for nothing here).
-        misses = processes.run([getattr(c, "path", c) for c in clips], extractor, workers, store,
-                               ids, misses, take)
-        report()
-
-    def job(batch: list[int]
-            ) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]]]:
-        """Read, compute and cache one batch (runs in a worker thread)."""
-        done: list[tuple[int, np.ndarray]] = []
+    def job(batch: list[int]) -> Outcome:
+        """Decode, compute and cache one batch (runs in a worker thread)."""
+        waves: list[tuple[int, np.ndarray]] = []
         bad: list[tuple[int, audio.AudioError]] = []
-        if by_file:  # clip by clip, from the file (the extractor's fastest route here)
-            for i in batch:
-                try:
-                    done.append((i, extractor.compute_file(clip_path(clips[i]))))
-                except audio.AudioError as err:
-                    bad.append((i, err))
-        else:  # decode the batch, then compute it together
-            waves: list[tuple[int, np.ndarray]] = []
-            for i in batch:
-                try:
-                    waves.append((i, audio.load_audio(clip_path(clips[i]))))
-                except audio.AudioError as err:
-                    bad.append((i, err))
-            out = extractor.compute_batch([w for _, w in waves], device) if waves else []
-            done = [(i, f) for (i, _), f in zip(waves, out)]
+        for i in batch:
+            try:
+                waves.append((i, audio.load_audio(clip_path(clips[i]), sample_rate)))
+            except audio.AudioError as err:
+                bad.append((i, err))
+        out = extractor.compute_batch([w for _, w in waves], device) if waves else []
+        done = [(i, f) for (i, _), f in zip(waves, out, strict=True)]
         if store.enabled:
             for i, f in done:
                 store.store(extractor, ids[i], extractor.to_storage(f))
         return done, bad
 
-    batches = [misses[s:s + max(1, batch_size)] for s in range(0, len(misses), max(1, batch_size))]
-    n_workers = max(1, min(workers, len(batches)))
-    with _threads_per_worker(device, n_workers), \
-            contextlib.closing(_in_order(job, batches, n_workers)) as results:
+    on_cpu = torch.device(device).type == "cpu"
+    n_workers = max(1, workers)
+    size = max(1, batch_size)
+    if on_cpu:  # several batches per worker, so that none of them waits for the last one alone
+        size = min(size, max(1, math.ceil(len(misses) / (4 * n_workers))))
+    batches = [misses[s:s + size] for s in range(0, len(misses), size)]
+    n_workers = min(n_workers, max(1, len(batches)))
+    # Each worker thread is one stream of work: torch's own threads are split among them on CPU.
+    threads = max(1, torch.get_num_threads() // n_workers) if on_cpu and n_workers > 1 else None
+    with torch_threads(threads), contextlib.closing(_in_order(job, batches, n_workers)) as results:
         for done, bad in results:
             for i, err in bad:
                 fail(i, err)
@@ -167,44 +150,32 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
                          n_computed=len(feats) - n_cached)
 
 
-@contextlib.contextmanager
-def _threads_per_worker(device: torch.device | str, workers: int) -> Iterator[None]:
-    """On CPU, split torch's threads among the workers while they run.
-
-    Each worker already computes a whole batch, so the workers are the parallelism: letting every
-    worker also fan out over all of torch's threads oversubscribes the cores (10-20 % more CPU time
-    per clip on two cores). Restored afterwards. Torch's own kernels (framing, |X|^2, log) follow
-    this setting in every thread; MKL's FFT and matrix products in the worker threads keep MKL's
-    default instead, since its count is per thread. Setting it inside each worker as well was
-    measured slower (1,316-1,354 against 1,373-1,393 clips/s): the spare MKL thread uses the time
-    a worker spends waiting for the GIL.
-    """
-    if torch.device(device).type != "cpu" or workers <= 1:
-        yield
-        return
-    with torch_threads(torch.get_num_threads() // workers):
-        yield
+def _stat_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file does not exist"
+    return f"cannot read file ({exc.strerror or exc})"
 
 
 def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` threads, results in order, at most ``workers + 1`` ahead.
 
-    Each worker decodes and computes a whole batch, so one batch's decoding (libsndfile releases
-    the GIL) overlaps another's compute (torch releases it too); the bound keeps memory flat.
+    On leaving early (an error, or the caller stopping), queued items are cancelled and the
+    running ones finished before this returns, so no thread outlives the call.
     """
     if workers == 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features")
-    pending: deque[Future] = deque()
-    todo = iter(items)
-    try:
-        for item in itertools.islice(todo, workers + 1):
-            pending.append(pool.submit(fn, item))
-        while pending:
-            result = pending.popleft().result()
-            for item in itertools.islice(todo, 1):
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features") as pool:
+        pending: deque[Future[R]] = deque()
+        todo = iter(items)
+        try:
+            for item in itertools.islice(todo, workers + 1):
                 pending.append(pool.submit(fn, item))
-            yield result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(todo, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+        finally:
+            for fut in pending:
+                fut.cancel()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from stethoscope import SAMPLE_RATE
-from stethoscope.features.registry import FeatureExtractor, register_feature
+from stethoscope.features.base import FeatureExtractor, register_feature
 
 _SCALE = np.float32(32768.0)
 
@@ -46,3 +46,8 @@ class Waveform(FeatureExtractor):
         if stored.dtype == np.int16:
             return stored.astype(np.float32) / _SCALE
         return stored
+
+    def stored_problem(self, stored: np.ndarray) -> str | None:
+        if stored.ndim != 1 or stored.dtype not in (np.int16, np.float32):
+            return f"expected int16 or float32 (samples,), found {stored.dtype} {stored.shape}"
+        return None
