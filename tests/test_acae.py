@@ -1,35 +1,36 @@
-"""ACAE (system 3): features, network shapes, noisy-ArcMix, training and persistence."""
+"""ACAE (system 3): features, network shapes, noisy-ArcMix, training and resume, the front end and
+its saved form."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from stethoscope.data.clip import Clip
+from stethoscope.errors import ConfigError, ModelError
 from stethoscope.models.acae import (
     ACAE,
     ACAEConfig,
+    ACAEFrontEnd,
     ArcFaceHead,
     FeatureSpec,
     acae_features,
     embed,
     fit_length,
-    load_model,
-    model_meta,
-    model_state,
     moving_average,
     noisy_arcmix_loss,
     reconstruction_error,
     train_acae,
 )
-from stethoscope.state_io import load_state, save_state
-
-torch.set_num_threads(1)
+from stethoscope.models.acae.inputs import stack_waves
 
 TINY = dict(input_seconds=0.5, freq_bins=32, channels=(4, 8), d_model=16, latent_dim=8, heads=2,
-            dropout=0.0, batch_size=8, lr=3e-3, epochs=20, seed=0, device="cpu")
+            dropout=0.0, batch_size=8, lr=3e-3, epochs=20, seed=0)
 
 
 def _f(t: torch.Tensor) -> float:
@@ -43,14 +44,16 @@ def _np_ce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(lse - logits[np.arange(len(y)), y]))
 
 
-def _np_arcface_logits(z: np.ndarray, w: np.ndarray, margin_on: np.ndarray, s: float, m: float) -> np.ndarray:
-    """s*cos(theta) everywhere, s*cos(theta + m) in column margin_on[i] of row i (theta + m < pi here)."""
+def _np_arcface_logits(z: np.ndarray, w: np.ndarray, margin_on: np.ndarray, s: float,
+                       m: float) -> np.ndarray:
+    """s*cos(theta) everywhere, s*cos(theta + m) in column margin_on[i] of row i (theta + m < pi
+    here)."""
     zn = z / np.linalg.norm(z, axis=1, keepdims=True)
     wn = w / np.linalg.norm(w, axis=1, keepdims=True)
     cos = zn @ wn.T
     theta = np.arccos(np.clip(cos, -1, 1))
     rows = np.arange(len(z))
-    assert np.all(theta[rows, margin_on] + m < math.pi)  # the test stays in the plain-ArcFace regime
+    assert np.all(theta[rows, margin_on] + m < math.pi)  # stays in the plain-ArcFace regime
     logits = s * cos
     logits[rows, margin_on] = s * np.cos(theta[rows, margin_on] + m)
     return logits
@@ -84,7 +87,7 @@ def test_margin_is_applied_only_to_y_a(head_and_batch):
     np.testing.assert_array_equal(marg[~mask], plain[~mask])  # every other column untouched
     assert np.all(marg[mask] < plain[mask])  # the target column lost margin
 
-    # lam < 1: both CE terms use the one matrix with the margin on y_a; y_b's column stays unmargined.
+    # lam < 1: both CE terms use the one matrix with the margin on y_a; y_b's column has none.
     lam = 0.3
     w = head.weight.detach().numpy()
     logits = _np_arcface_logits(z.numpy(), w, y_a.numpy(), 30.0, 0.7)
@@ -96,7 +99,8 @@ def test_margin_is_applied_only_to_y_a(head_and_batch):
     assert _f(noisy_arcmix_loss(head, z, y_a, y_b, 0.0)) < arcmix_b
     # changing only y_b never moves the margin
     y_b2 = (y_b + 1) % 5
-    assert _f(noisy_arcmix_loss(head, z, y_a, y_b2, 1.0)) == _f(noisy_arcmix_loss(head, z, y_a, y_b, 1.0))
+    same = _f(noisy_arcmix_loss(head, z, y_a, y_b, 1.0))
+    assert _f(noisy_arcmix_loss(head, z, y_a, y_b2, 1.0)) == same
 
 
 def test_margin_cosine_is_continuous_and_decreasing():
@@ -135,17 +139,23 @@ def test_features_shape_and_frequency_options():
             FeatureSpec(input_samples=8000, **kw)
         f = acae_features(wave, spec)
         assert f.shape == (2, *spec.shape()) and spec.shape() == (n_freq, 16)
-        assert torch.isfinite(f).all()
+        assert float(f.min()) >= -100.0  # the -100 dB floor of the log
+    # a 1 kHz tone peaks in STFT bin 1000 * 1024 / 16000 = 64 (frames away from the edges)
+    tone = torch.sin(2 * math.pi * 1000.0 * torch.arange(8000) / 16000)[None]
+    peak = acae_features(tone, FeatureSpec(input_samples=8000, freq_bins=None)).argmax(dim=1)
+    assert peak[0, 2:-2].tolist() == [64] * 12
     # averaging is applied on top of the log spectrogram
     spec1 = FeatureSpec(input_samples=8000, avg_window=1)
     spec3 = FeatureSpec(input_samples=8000, avg_window=3)
-    torch.testing.assert_close(acae_features(wave, spec3), moving_average(acae_features(wave, spec1), 3))
+    torch.testing.assert_close(acae_features(wave, spec3),
+                               moving_average(acae_features(wave, spec1), 3))
 
 
 @pytest.mark.parametrize("attention", [True, False])
 @pytest.mark.parametrize("freq_bins", [32, 37])
 def test_model_reconstructs_input_shape(attention, freq_bins):
-    cfg = ACAEConfig(**{**TINY, "freq_bins": freq_bins, "attention": attention, "input_seconds": 0.6})
+    cfg = ACAEConfig(**{**TINY, "freq_bins": freq_bins, "attention": attention,
+                        "input_seconds": 0.6})
     model = ACAE(cfg).eval()
     n_freq, n_frames = cfg.feature_spec().shape()
     x = torch.randn(3, n_freq, n_frames)
@@ -154,8 +164,9 @@ def test_model_reconstructs_input_shape(attention, freq_bins):
     assert (model.attention is not None) == attention
 
 
-def _toy_clips(n_per_class: int = 12, seconds: float = 0.5) -> tuple[list[np.ndarray], np.ndarray]:
-    """Two 'machines': harmonic tones at different fundamentals in noise, lengths varying around the input."""
+def _toy_clips(n_per_class: int = 12,
+               seconds: float = 0.5) -> tuple[list[np.ndarray], np.ndarray]:
+    """Two 'machines': harmonic tones at different fundamentals in noise, lengths varying."""
     rng = np.random.default_rng(0)
     waves, labels = [], []
     for label, f0 in enumerate((300.0, 700.0)):
@@ -168,65 +179,126 @@ def _toy_clips(n_per_class: int = 12, seconds: float = 0.5) -> tuple[list[np.nda
     return waves, np.array(labels)
 
 
+def _clips(labels: np.ndarray) -> list[Clip]:
+    return [Clip(Path(f"/d/fan/train/{i}.wav"), "fan", "00", "train", "source", "normal",
+                 f"{i:04d}", f"kind_{c}") for i, c in enumerate(labels)]
+
+
 @pytest.fixture(scope="module")
 def trained():
     waves, labels = _toy_clips()
     calls = []
-    model, head, history = train_acae(waves, labels, 2, ACAEConfig(**TINY),
-                                      progress=lambda e, n, m: calls.append((e, n)))
+    model, head, history = train_acae(waves, labels, 2, ACAEConfig(**TINY), "cpu",
+                                      progress=lambda s, d, n, m: calls.append((s, d, n)))
     return waves, labels, model, head, history, calls
 
 
 def test_training_runs_and_loss_decreases(trained):
     waves, labels, model, head, history, calls = trained
-    assert len(history) == TINY["epochs"] and calls[-1] == (TINY["epochs"], TINY["epochs"])
-    assert {"loss", "recon", "arc"} <= set(history[0])
+    assert len(history) == TINY["epochs"] and calls[-1] == ("acae: epochs", 20, 20)
+    assert {"loss", "recon", "arc", "lr"} <= set(history[0])
+    for h in history:
+        assert h["loss"] == pytest.approx(h["recon"] + h["arc"], rel=1e-5)  # weights 1 and 1
+    # cosine schedule, per step: 3 steps per epoch (24 clips, batch 8), last step of epoch 20
+    assert history[-1]["lr"] == pytest.approx(0.5 * 3e-3 * (1 + math.cos(math.pi * 59 / 60)))
     loss = [h["loss"] for h in history]
     assert np.mean(loss[-3:]) < 0.5 * np.mean(loss[:3])
-    # reconstruction of the clean (unmixed) clips improves over the untrained network (same seed, same init)
-    untrained, _, _ = train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 0}))
-    assert reconstruction_error(model, waves).mean() < 0.95 * reconstruction_error(untrained, waves).mean()
+    # reconstruction of the clean (unmixed) clips improves over the untrained network (same init)
+    untrained, _, _ = train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 0}), "cpu")
+    err = reconstruction_error(model, waves)
+    assert err.mean() < 0.95 * reconstruction_error(untrained, waves).mean()
+    spec = model.cfg.feature_spec()
+    with torch.no_grad():
+        x = model.normalize(acae_features(stack_waves(waves, spec.input_samples), spec))
+        direct = ((model(x)[0] - x) ** 2).mean(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(err, direct, rtol=1e-5)
     z = embed(model, waves)
-    assert z.shape == (len(waves), TINY["latent_dim"]) and np.isfinite(z).all()
+    assert z.shape == (len(waves), TINY["latent_dim"])
     # the embedding separates the two toy classes (cosine to class means)
     zn = z / np.linalg.norm(z, axis=1, keepdims=True)
     centres = np.stack([zn[labels == c].mean(0) for c in (0, 1)])
     assert (np.argmax(zn @ centres.T, axis=1) == labels).mean() > 0.9
-    err = reconstruction_error(model, waves)
-    assert err.shape == (len(waves),) and np.all(err >= 0)
 
 
 def test_training_is_deterministic(trained):
     waves, labels, model, _, history, _ = trained
-    cfg = ACAEConfig(**{**TINY, "epochs": 2})
-    a = train_acae(waves, labels, 2, cfg)
-    b = train_acae(waves, labels, 2, cfg)
+    cfg = ACAEConfig(**{**TINY, "epochs": 2, "dropout": 0.3})
+    rng_state = torch.get_rng_state()
+    a = train_acae(waves, labels, 2, cfg, "cpu")
+    assert torch.equal(torch.get_rng_state(), rng_state)  # dropout drew from a forked generator
+    torch.manual_seed(1234)  # the global generator plays no part
+    b = train_acae(waves, labels, 2, cfg, "cpu")
     np.testing.assert_array_equal(embed(a[0], waves), embed(b[0], waves))
 
 
-def test_save_load_gives_identical_embeddings(trained, tmp_path):
-    waves, _, model, head, _, _ = trained
-    save_state(tmp_path, "acae", model_state(model, head), model_meta(model, head))
-    arrays, meta = load_state(tmp_path, "acae")
-    model2, head2 = load_model(arrays, meta)
-    np.testing.assert_array_equal(embed(model, waves), embed(model2, waves))
-    np.testing.assert_array_equal(reconstruction_error(model, waves), reconstruction_error(model2, waves))
-    z = torch.from_numpy(embed(model, waves[:4]))
-    torch.testing.assert_close(head(z), head2(z), rtol=0, atol=0)
-
-
-def test_mse_only_ablation_has_no_head_and_round_trips(tmp_path):
+def test_resume_with_dropout_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     waves, labels = _toy_clips(6)
-    cfg = ACAEConfig(**{**TINY, "arcmix": False, "attention": False, "epochs": 2})
-    model, head, history = train_acae(waves, labels, 2, cfg)
-    assert head is None and "arc" not in history[0]
-    save_state(tmp_path, "acae", model_state(model, head), model_meta(model, head))
-    model2, head2 = load_model(*load_state(tmp_path, "acae"))
-    assert head2 is None and model2.attention is None
-    np.testing.assert_array_equal(embed(model, waves), embed(model2, waves))
+    cfg = ACAEConfig(**{**TINY, "epochs": 3, "dropout": 0.3})
+    full, full_head, _ = train_acae(waves, labels, 2, cfg, "cpu")
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_1(stage: str, done: float, total: int, m: dict) -> None:
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_acae(waves, labels, 2, cfg, "cpu", progress=stop_at_1, work_dir=tmp_path)
+    model, head, hist = train_acae(waves, labels, 2, cfg, "cpu", work_dir=tmp_path)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    for a, b in ((model, full), (head, full_head)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sb)
+    with pytest.raises(ModelError, match="acae.dropout: 0.3 then, 0.2 now"):
+        train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 3, "dropout": 0.2}), "cpu",
+                   work_dir=tmp_path)
 
 
-def test_rejects_bad_labels():
+def test_frontend_save_load_gives_identical_outputs(trained, tmp_path):
+    waves, labels, model, head, _, _ = trained
+    fe = ACAEFrontEnd(TINY, device="cpu")
+    fe.model, fe.head, fe.class_names = model, head, ["a", "b"]
+    fe.save(tmp_path / "m")
+    fe2 = ACAEFrontEnd.load(tmp_path / "m", device="cpu")
+    assert fe2.class_names == ["a", "b"] and fe2.cfg == fe.cfg
+    clips = _clips(labels)
+    for output in ("embedding", "recon-error"):
+        np.testing.assert_array_equal(fe.transform(clips, waves, output),
+                                      fe2.transform(clips, waves, output))
+    z = torch.from_numpy(embed(model, waves[:4]))
+    torch.testing.assert_close(head(z), fe2.head(z), rtol=0, atol=0)
+    meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
+    meta["config"]["input_seconds"] = 1e9  # would ask for a 1e9-second input at scoring time
+    (tmp_path / "m" / "frontend.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="input_seconds must be in"):
+        ACAEFrontEnd.load(tmp_path / "m", device="cpu")
+
+
+def test_frontend_fit_and_mse_only_ablation_round_trip(tmp_path):
+    waves, labels = _toy_clips(6)
+    clips = _clips(labels)
+    params = {**TINY, "arcmix": False, "attention": False, "epochs": 2}
+    del params["input_seconds"]  # the longest training clip
+    fe = ACAEFrontEnd(params, device="cpu")
+    fe.fit(clips, waves, work_dir=tmp_path / "work")
+    assert fe.head is None and fe.model is not None and fe.model.attention is None
+    assert fe.cfg.input_seconds == max(len(w) for w in waves) / 16000
+    assert fe.class_names == ["fan|00|kind_0", "fan|00|kind_1"]
+    fe.save(tmp_path / "m")
+    fe2 = ACAEFrontEnd.load(tmp_path / "m", device="cpu")
+    assert fe2.head is None and fe2.model is not None and fe2.model.attention is None
+    np.testing.assert_array_equal(fe.transform(clips, waves, "embedding"),
+                                  fe2.transform(clips, waves, "embedding"))
+    with pytest.raises(ConfigError, match="not 'views'"):
+        fe2.transform(clips, waves, "views")
+
+
+def test_rejects_bad_labels_and_settings():
     waves, labels = _toy_clips(3)
     with pytest.raises(ValueError):
-        train_acae(waves, labels + 5, 2, ACAEConfig(**TINY))
+        train_acae(waves, labels + 5, 2, ACAEConfig(**TINY), "cpu")
+    with pytest.raises(ConfigError, match="unknown ACAEConfig setting"):
+        ACAEFrontEnd({"chanels": [4]})
+    with pytest.raises(ConfigError, match="avg_window"):
+        ACAEFrontEnd({"avg_window": 2})

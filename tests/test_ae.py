@@ -1,6 +1,10 @@
-"""The official AE baseline: network shape, training/resume, residuals, and the MSE/Mahalanobis scores."""
+"""The official AE baseline: network, training and resume, residuals, the saved front end, and the
+MSE/Mahalanobis scores."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,34 +12,42 @@ import torch
 
 from stethoscope.backends.ae_scores import AEMahalaBackend, AEMSEBackend, precision_matrix
 from stethoscope.backends.base import BACKENDS, FitData
-from stethoscope.models.ae import (
-    AEConfig,
-    DenseAE,
-    load_model,
-    model_state,
-    read_model,
-    reconstruction_residuals,
-    save_model,
-    train_ae,
-)
+from stethoscope.data.clip import Clip
+from stethoscope.errors import ConfigError, ModelError
+from stethoscope.models import FRONTENDS
+from stethoscope.models.ae import AEConfig, AEFrontEnd, DenseAE, reconstruction_residuals, train_ae
 from stethoscope.state_io import load_state, save_state
 
 DIM = 640
 
 
-def manifold_clips(rng: np.random.Generator, lengths: list[int], rank: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
-    """Clips whose frame vectors lie near a random rank-``rank`` subspace (plus an offset and noise)."""
+def manifold_clips(rng: np.random.Generator, lengths: list[int],
+                   rank: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
+    """Clips whose frame vectors lie near a random rank-``rank`` subspace (offset and noise)."""
     basis = rng.normal(size=(rank, DIM)) / np.sqrt(rank)
     offset = rng.normal(size=DIM)
-    clips = [(rng.normal(size=(n, rank)) @ basis + offset + 0.05 * rng.normal(size=(n, DIM))).astype(np.float32)
-             for n in lengths]
+    clips = [(rng.normal(size=(n, rank)) @ basis + offset
+              + 0.05 * rng.normal(size=(n, DIM))).astype(np.float32) for n in lengths]
     return clips, offset
 
 
 def small_cfg(**kw) -> AEConfig:
-    base = dict(epochs=3, batch_size=32, lr=1e-3, val_split=0.1, seed=3, device="cpu", num_threads=1)
-    base.update(kw)
-    return AEConfig(**base)
+    return AEConfig(**{"epochs": 3, "batch_size": 32, "lr": 1e-3, "val_split": 0.1, "seed": 3,
+                       **kw})
+
+
+def clip(machine: str, i: int) -> Clip:
+    return Clip(Path(f"/d/{machine}/train/{i}.wav"), machine, "00", "train", "source", "normal",
+                f"{i:04d}")
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class Stop(Exception):
+    pass
 
 
 # ------------------------------------------------------------------ network
@@ -59,59 +71,68 @@ def test_dense_ae_architecture_and_shapes():
 # ------------------------------------------------------------------ training
 
 def test_training_reduces_loss_and_reports_progress(rng):
-    clips, _ = manifold_clips(rng, [200, 150, 250])
+    clips, _ = manifold_clips(rng, [200, 150, 250])  # 600 vectors: 60 held out
     seen = []
-    model, hist = train_ae(clips, small_cfg(), progress=lambda e, n, m: seen.append((e, n)))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    model, hist = train_ae(clips, small_cfg(), "cpu",
+                           progress=lambda s, d, n, m: seen.append((s, d, n, m["epoch"])))
+    assert seen == [("ae: epochs", e, 3, e) for e in (1, 2, 3)]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
-    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-    assert all(np.isfinite(h["val_loss"]) for h in hist)
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
     assert not model.training
+    # the validation loss is the eval-mode MSE of the held-out 10 % of the vectors
+    from stethoscope.models.ae.training import split
+
+    _, val = split(600, 0.1, 3)
+    assert len(val) == 60
+    x = torch.from_numpy(np.concatenate(clips)[val])
+    with torch.no_grad():
+        mse = float(((model(x)[0] - x) ** 2).mean())
+    assert hist[-1]["val_loss"] == pytest.approx(mse, rel=1e-5)
 
 
-def test_training_is_deterministic(rng):
+def test_training_is_deterministic_and_leaves_global_state(rng):
     clips, _ = manifold_clips(rng, [120, 80])
-    _, h1 = train_ae(clips, small_cfg(epochs=2))
-    _, h2 = train_ae(clips, small_cfg(epochs=2))
-    assert [h["train_loss"] for h in h1] == [h["train_loss"] for h in h2]
+    torch.set_num_threads(2)
+    torch.manual_seed(5)
+    rng_state = torch.get_rng_state()
+    try:
+        a, h1 = train_ae(clips, small_cfg(epochs=2), "cpu")
+        assert torch.get_num_threads() == 2 and torch.equal(torch.get_rng_state(), rng_state)
+    finally:
+        torch.set_num_threads(1)
+    b, h2 = train_ae(clips, small_cfg(epochs=2), "cpu")  # one thread: the AE's default
+    assert AEConfig().threads == 1
+    assert [h["loss"] for h in h1] == [h["loss"] for h in h2] and same_weights(a, b)
 
 
-def test_interrupted_run_resumes_where_it_stopped(rng, tmp_path):
+def test_interrupted_run_resumes_bit_for_bit(rng, tmp_path):
     clips, _ = manifold_clips(rng, [150, 130])
-    full_model, full = train_ae(clips, small_cfg(epochs=4), checkpoint_dir=tmp_path / "full")
+    full, full_hist = train_ae(clips, small_cfg(epochs=4), "cpu", work_dir=tmp_path / "full")
 
-    class Stop(Exception):
-        pass
-
-    def crash_at_3(epoch: int, n: int, m: dict) -> None:
-        if epoch == 3:
+    def stop_at_2(stage: str, done: float, total: int, m: dict) -> None:
+        if done == 2:
             raise Stop
 
-    cfg = small_cfg(epochs=4, checkpoint_every=2)
     with pytest.raises(Stop):
-        train_ae(clips, cfg, progress=crash_at_3, checkpoint_dir=tmp_path / "run")
-    assert load_state(tmp_path / "run", "ae_checkpoint")[1]["epoch"] == 2
-
+        train_ae(clips, small_cfg(epochs=4), "cpu", progress=stop_at_2, work_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 2
     seen = []
-    model, hist = train_ae(clips, cfg, progress=lambda e, n, m: seen.append(e), checkpoint_dir=tmp_path / "run",
-                           resume=True)
-    assert seen == [3, 4]
-    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
-    np.testing.assert_allclose([h["train_loss"] for h in hist], [h["train_loss"] for h in full], rtol=1e-6)
-    for (k, a), b in zip(model_state(model).items(), model_state(full_model).values()):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=k)
-    assert load_state(tmp_path / "run", "ae_checkpoint")[1]["epoch"] == 4
+    model, hist = train_ae(clips, small_cfg(epochs=4), "cpu", work_dir=tmp_path / "run",
+                           progress=lambda s, d, n, m: seen.append(d))
+    assert seen == [2, 3, 4]  # where it resumed, then the epochs it ran
+    assert same_weights(model, full)
+    assert [h["loss"] for h in hist] == [h["loss"] for h in full_hist]
 
-    # resuming a finished run trains nothing more; other data is refused
-    _, again = train_ae(clips, cfg, checkpoint_dir=tmp_path / "run", resume=True)
-    assert len(again) == 4
-    with pytest.raises(ValueError, match="other data"):
-        train_ae(clips[:1], cfg, checkpoint_dir=tmp_path / "run", resume=True)
+    # other data or settings: refused, naming what differs
+    with pytest.raises(ModelError, match="other data or settings .*data: "):
+        train_ae(clips[:1], small_cfg(epochs=4), "cpu", work_dir=tmp_path / "run")
+    with pytest.raises(ModelError, match="ae.batch_size: 32 then, 64 now"):
+        train_ae(clips, small_cfg(epochs=4, batch_size=64), "cpu", work_dir=tmp_path / "run")
 
 
-def test_residuals_shapes_values_and_weight_round_trip(rng, tmp_path):
+def test_residuals_shapes_and_values(rng):
     clips, _ = manifold_clips(rng, [30, 70, 10])
-    model, _ = train_ae(clips, small_cfg(epochs=1))
+    model, _ = train_ae(clips, small_cfg(epochs=1), "cpu")
     res = reconstruction_residuals(model, clips, device="cpu", batch=50)
     assert [r.shape for r in res] == [(30, 640), (70, 640), (10, 640)]
     assert all(r.dtype == np.float32 for r in res)
@@ -119,23 +140,96 @@ def test_residuals_shapes_values_and_weight_round_trip(rng, tmp_path):
         direct = clips[1] - model.eval()(torch.from_numpy(clips[1]))[0].numpy()
     np.testing.assert_allclose(res[1], direct, rtol=1e-5, atol=1e-5)
 
-    arrays = model_state(model)
-    assert all(isinstance(v, np.ndarray) for v in arrays.values())
-    again = reconstruction_residuals(load_model(arrays, model.config()), clips, device="cpu", batch=50)
-    assert all(np.array_equal(a, b) for a, b in zip(res, again))
-    save_model(tmp_path, model, meta={"machine": "fan"})
-    loaded, meta = read_model(tmp_path)
-    assert meta["machine"] == "fan"
-    assert np.array_equal(reconstruction_residuals(loaded, clips, device="cpu", batch=50)[0], res[0])
+
+# ------------------------------------------------------------------ the front end
+
+def test_frontend_resumes_at_the_next_machine_type(rng, tmp_path, caplog):
+    fan, _ = manifold_clips(rng, [60, 60])
+    pump, _ = manifold_clips(rng, [50, 70])
+    clips = [clip("fan", 0), clip("fan", 1), clip("pump", 2), clip("pump", 3)]
+    inputs = fan + pump
+    params = {"epochs": 3, "batch_size": 32}
+    assert FRONTENDS.get("ae") is AEFrontEnd and AEFrontEnd.name == "ae"
+    full = AEFrontEnd(params, device="cpu")
+    full.fit(clips, inputs, work_dir=tmp_path / "full")
+
+    def stop_in_pump(stage: str, done: float, total: int, m: dict) -> None:
+        if stage == "ae pump: epochs" and done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        AEFrontEnd(params, device="cpu").fit(clips, inputs, stop_in_pump, tmp_path / "run")
+    again = AEFrontEnd(params, device="cpu")
+    with caplog.at_level("INFO", logger="stethoscope.models.training"):
+        again.fit(clips, inputs, work_dir=tmp_path / "run")
+    assert f"ae fan: already trained (3 epochs) in {tmp_path / 'run' / 'fan'}" in caplog.text
+    assert f"ae pump: resuming at epoch 2 of 3 from {tmp_path / 'run' / 'pump'}" in caplog.text
+    for machine in ("fan", "pump"):
+        assert same_weights(again.models[machine], full.models[machine])
+    res = again.transform(clips, inputs, "residual")
+    assert [r.shape for r in res] == [(60, 640), (60, 640), (50, 640), (70, 640)]
+    np.testing.assert_array_equal(res[2], reconstruction_residuals(full.models["pump"], pump)[0])
+    with pytest.raises(ConfigError, match="residuals"):
+        again.transform(clips, inputs, "embedding")
+    with pytest.raises(ConfigError, match="unknown AEConfig setting"):
+        AEFrontEnd({"epoch": 3})
+
+
+def test_saved_frontend_round_trip_and_checks(rng, tmp_path):
+    fan, _ = manifold_clips(rng, [40, 40])
+    clips = [clip("fan", 0), clip("fan", 1)]
+    fe = AEFrontEnd({"epochs": 1, "batch_size": 32}, device="cpu")
+    fe.fit(clips, fan)
+    fe.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
+    assert {k: meta[k] for k in ("format", "version", "frontend")} == {
+        "format": "stethoscope.frontend", "version": 1, "frontend": "ae"}
+    assert meta["config"]["epochs"] == 1 and meta["networks"]["fan"]["input_dim"] == 640
+    torch.manual_seed(0)
+    rng_state = torch.get_rng_state()
+    loaded = AEFrontEnd.load(tmp_path / "m", device="cpu")
+    assert torch.equal(torch.get_rng_state(), rng_state)  # loading draws no random numbers
+    assert same_weights(loaded.models["fan"], fe.models["fan"])
+    for a, b in zip(loaded.transform(clips, fan, "residual"), fe.transform(clips, fan, "residual"),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    def tampered(**changes) -> Path:
+        out = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        weights = (tmp_path / "m" / "frontend.safetensors").read_bytes()
+        (out / "frontend.safetensors").write_bytes(weights)
+        (out / "frontend.json").write_text(json.dumps({**meta, **changes}))
+        return out
+
+    for changes, message in [
+        ({"format": "other"}, "not a stethoscope front end"),
+        ({"version": 2}, "format version 2; this stethoscope reads version 1"),
+        ({"frontend": "dualcnn"}, "holds a 'dualcnn' front end, not 'ae'"),
+        ({"config": {**meta["config"], "batch": 3}}, "unknown AEConfig setting"),
+        # a network of 10^10 weights would need 40 GB: refused from the shapes, nothing allocated
+        ({"networks": {"fan": {**meta["networks"]["fan"], "hidden_dim": 10**7}}},
+         r"'fan/encoder.0.weight' is F32\[128, 640\], the network described in frontend.json "
+         r"needs F32\[10000000, 640\]"),
+        ({"networks": {"fan": {"input_dim": "x"}}}, "does not describe a network"),
+        ({"networks": {"pump": meta["networks"]["fan"]}}, "tensors of 'pump' do not fit"),
+    ]:
+        path = tampered(**changes)
+        with pytest.raises(ModelError, match=message) as err:
+            AEFrontEnd.load(path, device="cpu")
+        assert str(path) in str(err.value)
+    with pytest.raises(ModelError, match="missing"):
+        AEFrontEnd.load(tmp_path / "nowhere")
 
 
 # ------------------------------------------------------------------ MSE score
 
 def test_mse_score_is_higher_off_the_training_manifold(rng):
     clips, offset = manifold_clips(rng, [300, 300, 300])
-    model, _ = train_ae(clips, small_cfg(epochs=8, val_split=0.0))
+    model, _ = train_ae(clips, small_cfg(epochs=8, val_split=0.0), "cpu")
     far = [(offset + 3.0 * rng.normal(size=(100, DIM))).astype(np.float32) for _ in range(3)]
-    backend = AEMSEBackend().fit(FitData(x=reconstruction_residuals(model, clips, "cpu"), domains=np.array(["source"] * 3)))
+    train_res = reconstruction_residuals(model, clips, "cpu")
+    backend = AEMSEBackend().fit(FitData(x=train_res, domains=np.array(["source"] * 3)))
     s_train = backend.score(reconstruction_residuals(model, clips, "cpu"))
     s_far = backend.score(reconstruction_residuals(model, far, "cpu"))
     assert s_far.min() > 2 * s_train.max()
@@ -152,8 +246,10 @@ def test_mse_score_definition_and_state():
 
 # ------------------------------------------------------------------ Mahalanobis score
 
-def residual_clips(rng, n_clips: int, n_vec: int, scale: float, mean: float = 0.0) -> list[np.ndarray]:
-    return [(mean + scale * rng.normal(size=(n_vec, DIM))).astype(np.float32) for _ in range(n_clips)]
+def residual_clips(rng, n_clips: int, n_vec: int, scale: float,
+                   mean: float = 0.0) -> list[np.ndarray]:
+    return [(mean + scale * rng.normal(size=(n_vec, DIM))).astype(np.float32)
+            for _ in range(n_clips)]
 
 
 def test_identity_covariance_reduces_to_euclidean(rng):
@@ -161,13 +257,16 @@ def test_identity_covariance_reduces_to_euclidean(rng):
     eye = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0)
     blocks = [c.reshape(-1, 128).astype(np.float64) for c in clips]
     # official reduction: squared norm of the clip's mean 128-dim residual block
-    np.testing.assert_allclose(eye.score(clips), [np.sum(b.mean(0) ** 2) for b in blocks], rtol=1e-10)
+    np.testing.assert_allclose(eye.score(clips), [np.sum(b.mean(0) ** 2) for b in blocks],
+                               rtol=1e-10)
     # which is what averaging the official (5T x 5T) matrix delta @ P @ delta.T gives
     np.testing.assert_allclose(eye.score(clips)[0], np.mean(blocks[0] @ blocks[0].T), rtol=1e-10)
     per_block = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0, reduction="mean_distance")
-    np.testing.assert_allclose(per_block.score(clips), [np.mean(np.sum(b ** 2, 1)) for b in blocks], rtol=1e-10)
+    np.testing.assert_allclose(per_block.score(clips), [np.mean(np.sum(b ** 2, 1)) for b in blocks],
+                               rtol=1e-10)
     full = AEMahalaBackend.from_covariances(np.eye(DIM), ridge=0.0)
-    np.testing.assert_allclose(full.score(clips), [np.sum(c.astype(np.float64).mean(0) ** 2) for c in clips],
+    np.testing.assert_allclose(full.score(clips),
+                               [np.sum(c.astype(np.float64).mean(0) ** 2) for c in clips],
                                rtol=1e-10)
 
 
@@ -190,12 +289,13 @@ def anisotropic_clips(rng, n_clips: int, n_vec: int, loud_first_half: bool) -> l
 def test_min_over_source_and_target(rng):
     src = anisotropic_clips(rng, 6, 100, True)
     tgt = anisotropic_clips(rng, 3, 100, False)
-    be = AEMahalaBackend().fit(FitData(x=src + tgt, domains=np.array(["source"] * 6 + ["target"] * 3)))
+    domains = np.array(["source"] * 6 + ["target"] * 3)
+    be = AEMahalaBackend().fit(FitData(x=src + tgt, domains=domains))
     assert be.info["target_weight"] == 1.0 and not be.info["target_fallback"]
     test = anisotropic_clips(rng, 2, 100, True) + anisotropic_clips(rng, 2, 100, False)
     ds = be.domain_scores(test)
     assert np.array_equal(be.score(test), ds.min(axis=1))
-    assert (ds[:2, 0] < ds[:2, 1] / 10).all()  # source-like clips are closest to the source covariance
+    assert (ds[:2, 0] < ds[:2, 1] / 10).all()  # source-like clips: closest to the source covariance
     assert (ds[2:, 1] < ds[2:, 0] / 10).all()  # target-like clips to the target one
     # without the target covariance, target-like clips would look anomalous
     src_only = AEMahalaBackend().fit(FitData(x=src, domains=np.array(["source"] * 6)))
@@ -208,23 +308,28 @@ def test_official_covariance_scale_and_clean_variant(rng):
     official = AEMahalaBackend(batch_size=10_000).fit(FitData(x=clips, domains=dom))
     clean = AEMahalaBackend(variant="clean").fit(FitData(x=clips, domains=dom))
     n_vec, n_blk = 150, 750
-    # one batch holding everything: the official sum / (vectors - 1) is (blocks - 1)/(vectors - 1) ~ 5x
-    np.testing.assert_allclose(official.cov["source"] * (n_vec - 1) / (n_blk - 1), clean.cov["source"], rtol=1e-10)
+    # one batch holding everything: the official sum / (vectors - 1) is (blocks - 1)/(vectors - 1)
+    # ~ 5x
+    np.testing.assert_allclose(official.cov["source"] * (n_vec - 1) / (n_blk - 1),
+                               clean.cov["source"], rtol=1e-10)
     direct = np.cov(np.concatenate(clips).reshape(-1, 128).astype(np.float64), rowvar=False)
     np.testing.assert_allclose(clean.cov["source"], direct, rtol=1e-8, atol=1e-12)
-    # the default (batches of 256 vectors, each centred on its own mean) stays close to the single batch
+    # the default (batches of 256 vectors, each centred on its own mean) stays close to one batch
     batched = AEMahalaBackend().fit(FitData(x=clips, domains=dom, seed=1))
-    assert np.abs(batched.cov["source"] - official.cov["source"]).max() < 0.2 * np.abs(official.cov["source"]).max()
+    diff = np.abs(batched.cov["source"] - official.cov["source"]).max()
+    assert diff < 0.2 * np.abs(official.cov["source"]).max()
 
 
 def test_few_target_vectors_shrink_towards_source(rng):
     src = residual_clips(rng, 4, 100, 1.0)
     tgt = residual_clips(rng, 1, 20, 3.0)  # 100 blocks < 128 dims: singular on its own
-    be = AEMahalaBackend(variant="clean").fit(FitData(x=src + tgt, domains=np.array(["source"] * 4 + ["target"])))
+    domains = np.array(["source"] * 4 + ["target"])
+    be = AEMahalaBackend(variant="clean").fit(FitData(x=src + tgt, domains=domains))
     w = be.info["target_weight"]
     assert w == pytest.approx(100 / 1280)
     only_t = np.cov(tgt[0].reshape(-1, 128).astype(np.float64), rowvar=False)
-    np.testing.assert_allclose(be.cov["target"], w * only_t + (1 - w) * be.cov["source"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(be.cov["target"], w * only_t + (1 - w) * be.cov["source"],
+                               rtol=1e-8, atol=1e-12)
     assert np.all(np.isfinite(be.score(tgt)))
     assert np.linalg.eigvalsh(be.cov["target"]).min() > 0
 
@@ -251,7 +356,8 @@ def test_mahala_state_round_trip_gives_identical_scores(rng, tmp_path):
 
 def test_bad_inputs_are_refused(rng):
     with pytest.raises(ValueError, match="multiple of block_size"):
-        AEMahalaBackend(block_size=100).fit(FitData(x=residual_clips(rng, 1, 5, 1.0), domains=np.array(["source"])))
+        AEMahalaBackend(block_size=100).fit(FitData(x=residual_clips(rng, 1, 5, 1.0),
+                                                    domains=np.array(["source"])))
     with pytest.raises(ValueError, match="non-empty"):
         AEMSEBackend().score([np.zeros((0, DIM))])
     with pytest.raises(RuntimeError, match="not fitted"):

@@ -1,17 +1,23 @@
-"""Dual-branch CNN: features, shapes, loss, training, embeddings and persistence (all CPU, seconds)."""
+"""Dual-branch CNN: features, shapes, losses, training and resume, embeddings, the front end and
+its saved form (all CPU, seconds)."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from stethoscope.data.clip import Clip
+from stethoscope.errors import ModelError
 from stethoscope.models.dualcnn import (
     ArchConfig,
     DualBranchCNN,
     DualCNNConfig,
+    DualCNNFrontEnd,
     SpectrogramFeature,
     SpectrumFeature,
     SubClusterAdaCos,
@@ -19,27 +25,15 @@ from stethoscope.models.dualcnn import (
     embed_views,
     feature_exchange,
     fit_length,
-    load_model,
     logits,
     mixup,
-    model_meta,
-    model_state,
     train_dualcnn,
     view_crops,
 )
-from stethoscope.models.dualcnn.frontend import n_frames
-from stethoscope.models.dualcnn.trainer import _add_noise
-from stethoscope.state_io import load_state, save_state
+from stethoscope.models.dualcnn.inputs import n_frames
+from stethoscope.models.dualcnn.training import add_noise
 
 SR = 16_000
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _toy_clips(n_per_class: int = 6, n_classes: int = 4, seconds: float = 2.0, seed: int = 0):
@@ -57,7 +51,7 @@ def _toy_clips(n_per_class: int = 6, n_classes: int = 4, seconds: float = 2.0, s
     return waves, np.array(labels)
 
 
-# ------------------------------------------------------------------------------------------ features
+# -------------------------------------------------------------------------------------- features
 
 def test_fit_length_tile_and_pad():
     w = np.arange(5, dtype=np.float32)
@@ -75,7 +69,8 @@ def test_fit_length_tile_and_pad():
 
 def test_temporal_mean_ignores_padded_frames():
     rng = np.random.default_rng(1)
-    real = rng.standard_normal(20_000).astype(np.float32) * np.linspace(0.2, 1.0, 20_000, dtype=np.float32)
+    ramp = np.linspace(0.2, 1.0, 20_000, dtype=np.float32)
+    real = rng.standard_normal(20_000).astype(np.float32) * ramp
     padded, n = fit_length(real, 32_000, "pad")
     feat = SpectrogramFeature()
     a = feat(torch.from_numpy(real)[None], torch.tensor([len(real)]))
@@ -116,7 +111,7 @@ def test_output_shapes(seconds):
         DualBranchCNN(ArchConfig(input_len=2048))
 
 
-# -------------------------------------------------------------------------------------------- losses
+# ---------------------------------------------------------------------------------------- losses
 
 def test_subcluster_adacos_loss_decreases_on_separable_problem():
     gen = torch.Generator().manual_seed(0)
@@ -127,8 +122,7 @@ def test_subcluster_adacos_loss_decreases_on_separable_problem():
     net = torch.nn.Linear(16, 8, bias=False)
     head = SubClusterAdaCos(8, 4, n_subclusters=4, seed=0)
     assert not any(True for _ in head.parameters())  # fixed centres by default
-    s0 = float(head.scale)
-    assert s0 == pytest.approx(np.sqrt(2) * np.log(4 * 4 - 1))
+    assert float(head.scale) == pytest.approx(np.sqrt(2) * np.log(4 * 4 - 1))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     target = torch.nn.functional.one_hot(y, 4).float()
     losses = []
@@ -140,10 +134,44 @@ def test_subcluster_adacos_loss_decreases_on_separable_problem():
         losses.append(float(loss.detach()))
     # the adaptive scale shrinks as classes separate, so the loss settles well above 0
     assert losses[-1] < 0.3 * losses[0] and losses[-1] < min(losses[:10])
-    assert np.isfinite(float(head.scale)) and float(head.scale) != s0  # the scale adapted
     head.eval()
     acc = (head.class_logits(net(x)).argmax(1) == y).float().mean()
     assert float(acc) == 1.0
+
+
+def test_adacos_scale_update_follows_its_formula():
+    """s <- log(B_avg) / cos(min(pi/4, theta_med)), recomputed in float64 from its definition."""
+    gen = torch.Generator().manual_seed(0)
+    head = SubClusterAdaCos(8, 3, n_subclusters=2, seed=1)
+    emb = torch.randn(5, 8, generator=gen)
+    target = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0.3, 0.7, 0], [1, 0, 0]])
+    s0 = float(head.scale)
+    assert s0 == pytest.approx(np.sqrt(2) * np.log(3 * 2 - 1), rel=1e-7)
+    loss = float(head(emb, target))
+
+    e = emb.double().numpy()
+    w = head.centres.double().numpy()
+    cos = ((e / np.linalg.norm(e, axis=1, keepdims=True))
+           @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T).reshape(5, 3, 2)
+    t = target.double().numpy()
+    b = (np.exp(s0 * cos) * (t == 0)[:, :, None]).sum(axis=(1, 2))  # non-target sub-clusters
+    theta = np.arccos(cos).min(axis=2)  # angle to each class's nearest sub-cluster
+    theta_med = np.median((t * theta).sum(1) / t.sum(1))  # label-weighted angle to own class
+    expected = np.log(b.mean()) / np.cos(min(np.pi / 4, theta_med))
+    assert float(head.scale) == pytest.approx(expected, rel=1e-5)
+    # the loss of this step already uses the new scale
+    logits = expected * cos
+    log_p = (np.log(np.exp(logits).sum(2))
+             - np.log(np.exp(logits.reshape(5, -1)).sum(1, keepdims=True)))
+    assert loss == pytest.approx(-(t * log_p).sum(1).mean(), rel=1e-5)
+    # no update in eval mode, nor when every sub-cluster is a target (one class)
+    head.eval()
+    head(emb, target)
+    assert float(head.scale) == pytest.approx(expected, rel=1e-5)
+    single = SubClusterAdaCos(8, 1, n_subclusters=2, seed=1)
+    before = float(single.scale)
+    single(emb, torch.ones(5, 1))
+    assert float(single.scale) == before
 
 
 def test_learnable_centres_are_parameters():
@@ -178,30 +206,35 @@ def test_supplemental_noise_is_added_at_the_drawn_snr():
     bank = torch.randn(3, 8000, generator=gen) * 7.0
     cfg = DualCNNConfig(noise_p=1.0, noise_snr_db=(10.0, 10.0))
     lens = torch.tensor([8000, 8000, 8000, 4000])
-    added = _add_noise(wave, lens, bank, cfg, gen) - wave
+    added = add_noise(wave, lens, bank, cfg, gen) - wave
     snr = 10 * torch.log10(wave[:3].pow(2).mean(1) / added[:3].pow(2).mean(1))
     torch.testing.assert_close(snr, torch.full((3,), 10.0), atol=1e-3, rtol=0)
     assert torch.all(added[3, 4000:] == 0)  # never into the padding
 
 
-# ------------------------------------------------------------------------------------------ training
+# -------------------------------------------------------------------------------------- training
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
     waves, labels = _toy_clips()
-    cfg = DualCNNConfig(input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3, device="cpu")
+    cfg = DualCNNConfig(input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3)
     seen = []
     t0 = time.perf_counter()
-    model, history = train_dualcnn(waves, labels, 4, cfg, progress=lambda e, n, m: seen.append((e, n)))
+    model, history = train_dualcnn(waves, labels, 4, cfg, "cpu",
+                                   progress=lambda s, d, n, m: seen.append((s, d, n)))
     return model, history, waves, seen, time.perf_counter() - t0
 
 
 def test_train_end_to_end(trained):
     model, history, _, seen, seconds = trained
-    assert seen == [(1, 2), (2, 2)]
-    assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
-    assert all(h["loss_featex"] > 0 for h in history) and history[-1]["clips_per_s"] > 0
+    assert seen == [("dualcnn: epochs", 1, 2), ("dualcnn: epochs", 2, 2)]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert h["loss"] == pytest.approx(h["loss_main"] + h["loss_featex"], rel=1e-6)
+        assert h["train_acc"] * 24 == pytest.approx(round(h["train_acc"] * 24))  # hits of 24
+        assert h["samples_per_s"] == pytest.approx(24 / h["seconds"])
+    assert history[-1]["loss_main"] < history[0]["loss_main"]
+    assert history[-1]["scale"] == float(model.head.scale)
     assert model.cfg.input_len == SR and not model.training
     assert seconds < 30
 
@@ -209,25 +242,30 @@ def test_train_end_to_end(trained):
 def test_embed_shapes_and_logits(trained):
     model, _, waves, _, _ = trained
     e = embed(model, waves[:5], device="cpu", batch_size=2)
-    assert e.shape == (5, 256) and np.isfinite(e).all()
+    assert e.shape == (5, 256)
     en = embed(model, waves[:5], normalize=True)
     np.testing.assert_allclose(np.linalg.norm(en, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(en, e / np.linalg.norm(e, axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(en, e / np.linalg.norm(e, axis=1, keepdims=True), rtol=1e-4,
+                               atol=1e-6)
     v = embed_views(model, waves[:3], n_views=4, crop_seconds=0.5)
     assert v.shape == (3, 4, 256)
     assert not np.allclose(v[:, 0], v[:, 1])  # different crops give different embeddings
     assert embed_views(model, waves[:3], n_views=2).shape == (3, 2, 256)
-    lg = logits(model, waves[:5])
-    assert lg.shape == (5, 4) and np.isfinite(lg).all()
+    # logits = log sum_k exp(s cos(e, centre_ck))
+    w = model.head.centres.double().numpy()
+    cos = (en.astype(np.float64) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T)
+    expected = np.log(np.exp(float(model.head.scale) * cos.reshape(5, 4, 4)).sum(2))
+    np.testing.assert_allclose(logits(model, waves[:5]), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_views_are_the_embeddings_of_their_crops_in_any_batching(trained):
     model, _, waves, _, _ = trained
-    v = embed_views(model, waves[:3], n_views=3, crop_seconds=0.5, batch_size=2)  # batches cut views
+    v = embed_views(model, waves[:3], n_views=3, crop_seconds=0.5, batch_size=2)  # cuts views
     crops = [w for wave in waves[:3] for w, _ in view_crops(wave, 3, SR // 2, model.cfg.input_len)]
     e = embed(model, crops, batch_size=5).reshape(3, 3, -1)
     np.testing.assert_allclose(v, e, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(embed(model, waves[:5], batch_size=2), embed(model, waves[:5], batch_size=64),
+    np.testing.assert_allclose(embed(model, waves[:5], batch_size=2),
+                               embed(model, waves[:5], batch_size=64),
                                rtol=1e-4, atol=1e-5)
 
 
@@ -246,29 +284,99 @@ def test_views_are_built_batch_by_batch_not_all_at_once(trained):
     assert peak < all_views / 4, f"peak {peak / 1e6:.1f} MB of {all_views / 1e6:.1f} MB"
 
 
-def test_save_load_round_trip(trained, tmp_path):
+# ------------------------------------------------------------------------ front end and saved form
+
+def _frontend_of(model: DualBranchCNN, n_classes: int = 4) -> DualCNNFrontEnd:
+    fe = DualCNNFrontEnd({"input_seconds": 1.0, "n_subclusters": 4}, device="cpu")
+    fe.members, fe.class_names = [model], [f"c{i}" for i in range(n_classes)]
+    return fe
+
+
+def _clips(n: int) -> list[Clip]:
+    return [Clip(Path(f"/d/fan/train/{i}.wav"), "fan", "00", "train", "source", "normal",
+                 f"{i:04d}", f"kind_{i % 2}") for i in range(n)]
+
+
+def test_save_load_round_trip_and_checks(trained, tmp_path):
     model, _, waves, _, _ = trained
-    save_state(tmp_path, "dualcnn", model_state(model), model_meta(model))
-    arrays, meta = load_state(tmp_path, "dualcnn")
-    loaded = load_model(arrays, meta)
-    np.testing.assert_array_equal(embed(loaded, waves[:4]), embed(model, waves[:4]))
-    np.testing.assert_array_equal(logits(loaded, waves[:4]), logits(model, waves[:4]))
-    with pytest.raises(ValueError):
-        load_model(arrays, {**meta, "format": "other"})
+    fe = _frontend_of(model)
+    fe.save(tmp_path / "m")
+    loaded = DualCNNFrontEnd.load(tmp_path / "m", device="cpu")
+    assert loaded.class_names == fe.class_names and loaded.n_members == 1
+    np.testing.assert_array_equal(embed(loaded.members[0], waves[:4]), embed(model, waves[:4]))
+    np.testing.assert_array_equal(logits(loaded.members[0], waves[:4]), logits(model, waves[:4]))
+    clips = _clips(4)
+    np.testing.assert_array_equal(loaded.transform(clips, waves[:4], "views"),
+                                  fe.transform(clips, waves[:4], "views"))
+    meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
+    assert meta["frontend"] == "dualcnn" and meta["arch"]["input_len"] == SR
+    # a longer input would change the spectrum branch: caught from the shapes before allocating
+    meta["arch"]["input_len"] = 100 * SR
+    (tmp_path / "m" / "frontend.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"member_0/spectrum_branch\.mlp\.0\.weight' is F32"):
+        DualCNNFrontEnd.load(tmp_path / "m", device="cpu")
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    waves, labels = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0, seed=2)
+    cfg = DualCNNConfig(epochs=3, batch_size=4, n_subclusters=2, seed=1, threads=2)
+    rng_state, threads = torch.get_rng_state(), torch.get_num_threads()
+    torch.backends.cudnn.benchmark = False
+    full, full_hist = train_dualcnn(waves, labels, 2, cfg, "cpu")
+    assert torch.equal(torch.get_rng_state(), rng_state) and torch.get_num_threads() == threads
+    assert torch.backends.cudnn.benchmark is False
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_1(stage: str, done: float, total: int, m: dict) -> None:
+        if done == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_dualcnn(waves, labels, 2, cfg, "cpu", progress=stop_at_1, work_dir=tmp_path)
+    model, hist = train_dualcnn(waves, labels, 2, cfg, "cpu", work_dir=tmp_path)
+    a, b = model.state_dict(), full.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in hist] == [h["loss"] for h in full_hist]
+    with pytest.raises(ModelError, match="n_classes: 2 then, 3 now"):
+        train_dualcnn(waves, labels, 3, cfg, "cpu", work_dir=tmp_path)
+
+
+def test_ensemble_members_and_memoised_embeddings(tmp_path):
+    waves, _ = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0, seed=4)
+    clips = _clips(len(waves))
+    fe = DualCNNFrontEnd({"ensemble": 2, "epochs": 1, "batch_size": 4, "n_subclusters": 2,
+                          "n_views": 3}, device="cpu")
+    assert fe.n_members == 2
+    fe.fit(clips, waves, work_dir=tmp_path)
+    assert fe.n_members == 2 and fe.class_names == ["fan|00|kind_0", "fan|00|kind_1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["member_0", "member_1"]
+    e = fe.transform(clips, waves, "embedding")
+    assert e.shape == (8, 512)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(e[:, :256] * np.sqrt(2), embed(fe.members[0], waves,
+                                                              normalize=True), rtol=1e-5)
+    assert fe.transform(clips[:2], waves[:2], "embedding") is not e  # memoised rows, same values
+    np.testing.assert_array_equal(fe.transform(clips[:2], waves[:2], "embedding"), e[:2])
+    assert fe.transform(clips, waves, "views").shape == (8, 3, 512)
 
 
 def test_training_is_deterministic_and_supports_pad_and_noise():
     waves, labels = _toy_clips(n_per_class=3, n_classes=2, seconds=1.0, seed=5)
     noise = [np.random.default_rng(9).standard_normal(SR // 2).astype(np.float32)]
-    cfg = DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2, fit_mode="pad", device="cpu",
+    cfg = DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2, fit_mode="pad",
                         supplemental_noise=True, noise_p=1.0)
-    _, h1 = train_dualcnn(waves, labels, 2, cfg, noise_waves=noise)
-    m2, h2 = train_dualcnn(waves, labels, 2, cfg, noise_waves=noise)
+    _, h1 = train_dualcnn(waves, labels, 2, cfg, "cpu", noise_waves=noise)
+    m2, h2 = train_dualcnn(waves, labels, 2, cfg, "cpu", noise_waves=noise)
     assert h1[0]["loss"] == h2[0]["loss"]
     assert m2.cfg.input_len == max(len(w) for w in waves) and m2.cfg.fit_mode == "pad"
     # no noise clips found: train without (and say so) rather than fail a long pipeline
-    _, h3 = train_dualcnn(waves, labels, 2, DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2, device="cpu",
-                                                          supplemental_noise=True), noise_waves=[])
-    assert np.isfinite(h3[0]["loss"])
+    plain = DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2)
+    _, h3 = train_dualcnn(waves, labels, 2, DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2,
+                                                          supplemental_noise=True), "cpu",
+                          noise_waves=[])
+    _, h4 = train_dualcnn(waves, labels, 2, plain, "cpu")
+    assert h3[0]["loss"] == h4[0]["loss"] != h1[0]["loss"]
     with pytest.raises(ValueError):
-        train_dualcnn(waves, labels + 5, 2, cfg)
+        train_dualcnn(waves, labels + 5, 2, cfg, "cpu")

@@ -1,26 +1,38 @@
-"""Mid-epoch progress: fractional reports inside an epoch, none at its last step, throttled by time."""
+"""Progress: the training loop's fractional reports inside an epoch (throttled by time, none at an
+epoch's last step) and how the CLI's line renderer shows them."""
 
-from stethoscope.models.progress import MidEpoch
+import torch
+from test_training import ToyTask
 
-
-def test_fractions_within_epoch_and_none_at_the_end():
-    calls = []
-    t = MidEpoch(lambda d, n, info: calls.append((d, n, info["epoch"])), epochs=3, steps=4, every=0.0)
-    built = []
-    for step in range(4):
-        t.step(1, step, lambda: built.append(step) or {"loss": 0.5})
-    assert calls == [(1.25, 3, 2), (1.5, 3, 2), (1.75, 3, 2)]  # the epoch end is the trainer's call
-    assert built == [0, 1, 2]  # info is built only for the lines that are reported
+from stethoscope.models.training import LoopConfig, train
 
 
-def test_throttled_and_silent_without_callback():
-    calls = []
-    t = MidEpoch(lambda d, n, info: calls.append(d), epochs=1, steps=100, every=3600.0)
-    built = []
-    for step in range(100):
-        t.step(0, step, lambda: built.append(step) or {})
-    assert calls == [] and built == []  # throttled steps build no info
-    MidEpoch(None, epochs=1, steps=2, every=0.0).step(0, 0)  # no callback: nothing to do
+def _run(every: float) -> tuple[list[tuple[str, float, int]], list[dict]]:
+    calls: list[tuple[str, float, int]] = []
+    infos: list[dict] = []
+
+    def progress(stage: str, done: float, total: int, info: dict) -> None:
+        calls.append((stage, done, total))
+        infos.append(info)
+
+    task = ToyTask(n=32, batch=8)  # 4 steps per epoch
+    train(task, LoopConfig("toy", epochs=2, seed=0, lr=1e-2, progress_every=every),
+          torch.device("cpu"), progress=progress)
+    return calls, infos
+
+
+def test_fractions_within_epochs_and_none_at_their_last_step():
+    calls, infos = _run(every=0.0)
+    assert [d for _, d, _ in calls] == [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+    assert {(s, t) for s, _, t in calls} == {("toy: epochs", 2)}
+    assert [i["epoch"] for i in infos] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert set(infos[0]) == {"epoch", "loss"}  # mid-epoch: the running loss
+    assert {"loss", "mae", "seconds", "lr"} <= set(infos[3])  # epoch end: all metrics
+
+
+def test_throttled_to_epoch_ends():
+    calls, _ = _run(every=3600.0)
+    assert [d for _, d, _ in calls] == [1, 2]
 
 
 def test_log_lines_keep_epoch_ends_after_mid_epoch_lines():

@@ -1,18 +1,18 @@
-"""ACAE network: convolutional encoder, self-attention over time, embedding head and transposed-conv decoder.
+"""ACAE network: conv encoder, self-attention over time, embedding head, transposed-conv decoder.
 
 Data flow for a standardised feature map x of shape (B, F, T):
 
-1. Encoder: ``len(channels)`` blocks of Conv2d(3x3) + BatchNorm + ReLU + MaxPool(2) over (freq, time);
-   the input is first replicate-padded to a multiple of 2**blocks on both axes so the decoder can undo
-   the pooling exactly and its output is simply cropped back to (F, T).
-2. The remaining frequency axis is folded into the channels and projected to ``d_model``: one token per
-   (pooled) time step. Convolutions see only local context; the multi-head self-attention block that
-   follows (MHA + residual + LayerNorm, then a feed-forward + residual + LayerNorm) gives every token
-   the whole clip, the report's "global dependency modelling". No positional encoding: machine sounds
-   are largely stationary and the embedding should not depend on where in the clip a pattern falls.
-   ``attention=False`` removes this block (ablation).
-3. Latent sequence (B, T', d_model) -> [mean over time, max over time] -> Linear -> z (``latent_dim``),
-   the embedding the ArcFace head and the cosine back end see.
+1. Encoder: ``len(channels)`` blocks of Conv2d(3x3) + BatchNorm + ReLU + MaxPool(2) over (freq,
+   time); the input is first replicate-padded to a multiple of 2**blocks on both axes so the decoder
+   can undo the pooling exactly and its output is simply cropped back to (F, T).
+2. The remaining frequency axis is folded into the channels and projected to ``d_model``: one token
+   per (pooled) time step. Convolutions see only local context; the multi-head self-attention block
+   that follows (MHA + residual + LayerNorm, then a feed-forward + residual + LayerNorm) gives every
+   token the whole clip, the report's "global dependency modelling". No positional encoding: machine
+   sounds are largely stationary and the embedding should not depend on where in the clip a pattern
+   falls. ``attention=False`` removes this block (ablation).
+3. Latent sequence (B, T', d_model) -> [mean over time, max over time] -> Linear -> z
+   (``latent_dim``), the embedding the ArcFace head and the cosine back end see.
 4. Decoder: per-token Linear back to (C, F') then ConvTranspose2d blocks (kernel 4, stride 2, which
    doubles the size exactly) and a final 3x3 conv to one channel, cropped to (F, T).
 
@@ -28,10 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stethoscope.models.acae.features import FeatureSpec
+from stethoscope.models.acae.inputs import FeatureSpec
 
-if TYPE_CHECKING:  # the config lives with the trainer; imported only for type checking (no cycle)
-    from stethoscope.models.acae.trainer import ACAEConfig
+if TYPE_CHECKING:  # the config lives in training.py, which imports this module
+    from stethoscope.models.acae.training import ACAEConfig
 
 
 class ConvBlock(nn.Sequential):
@@ -51,7 +51,7 @@ class UpBlock(nn.Sequential):
 
 
 class TemporalAttention(nn.Module):
-    """One transformer-encoder layer over time tokens (post-norm): global context for every frame."""
+    """A transformer-encoder layer over time tokens (post-norm): the whole clip for every frame."""
 
     def __init__(self, d_model: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -71,7 +71,10 @@ class TemporalAttention(nn.Module):
 class ACAE(nn.Module):
     """Attention and convolution enhanced autoencoder (the report's system 3)."""
 
-    def __init__(self, cfg: "ACAEConfig") -> None:
+    feat_mean: torch.Tensor
+    feat_std: torch.Tensor
+
+    def __init__(self, cfg: ACAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
         spec: FeatureSpec = cfg.feature_spec()
@@ -85,20 +88,23 @@ class ACAE(nn.Module):
         f_lat = self.f_pad // self.factor
         self.c_lat, self.f_lat = channels[-1], f_lat
 
-        self.encoder = nn.Sequential(*[ConvBlock(ci, co) for ci, co in zip([1] + channels[:-1], channels)])
+        self.encoder = nn.Sequential(*[ConvBlock(ci, co) for ci, co
+                                       in zip([1] + channels[:-1], channels, strict=True)])
         self.to_tokens = nn.Linear(channels[-1] * f_lat, cfg.d_model)
-        self.attention = TemporalAttention(cfg.d_model, cfg.heads, cfg.dropout) if cfg.attention else None
+        self.attention = (TemporalAttention(cfg.d_model, cfg.heads, cfg.dropout)
+                          if cfg.attention else None)
         self.embedding = nn.Linear(2 * cfg.d_model, cfg.latent_dim, bias=False)
 
         self.from_tokens = nn.Linear(cfg.d_model, channels[-1] * f_lat)
         dec = list(reversed(channels[:-1])) + [channels[0]]
-        self.decoder = nn.Sequential(*[UpBlock(ci, co) for ci, co in zip([channels[-1]] + dec[:-1], dec)])
+        self.decoder = nn.Sequential(*[UpBlock(ci, co) for ci, co
+                                       in zip([channels[-1]] + dec[:-1], dec, strict=True)])
         self.out = nn.Conv2d(dec[-1], 1, 3, padding=1)
 
         self.register_buffer("feat_mean", torch.zeros(self.n_freq))
         self.register_buffer("feat_std", torch.ones(self.n_freq))
 
-    # -- standardisation ------------------------------------------------------------------------------
+    # -- standardisation -------------------------------------------------------------------------
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store per-frequency-bin statistics of the training features."""
         self.feat_mean.copy_(mean.to(self.feat_mean))
@@ -108,12 +114,14 @@ class ACAE(nn.Module):
         """(B, F, T) raw features -> standardised network input."""
         return (feats - self.feat_mean[:, None]) / self.feat_std[:, None]
 
-    # -- network --------------------------------------------------------------------------------------
+    # -- network ---------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised (B, F, T) -> (latent sequence (B, T', d_model), embedding z (B, latent_dim))."""
+        """Standardised (B, F, T) -> (latent sequence (B, T', d_model), embedding z (B, latent))."""
         if x.shape[1:] != (self.n_freq, self.n_frames):
-            raise ValueError(f"expected input (B, {self.n_freq}, {self.n_frames}), got {tuple(x.shape)}")
-        h = F.pad(x[:, None], (0, self.t_pad - self.n_frames, 0, self.f_pad - self.n_freq), mode="replicate")
+            raise ValueError(f"expected input (B, {self.n_freq}, {self.n_frames}), "
+                             f"got {tuple(x.shape)}")
+        h = F.pad(x[:, None], (0, self.t_pad - self.n_frames, 0, self.f_pad - self.n_freq),
+                  mode="replicate")
         h = self.encoder(h)  # (B, C, F', T')
         b, c, f, t = h.shape
         seq = self.to_tokens(h.permute(0, 3, 1, 2).reshape(b, t, c * f))

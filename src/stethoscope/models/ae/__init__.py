@@ -1,25 +1,8 @@
-"""The official baseline's dense autoencoder: network, training, residuals (SPEC 4.1)."""
+"""The official baseline's dense autoencoder (SPEC 4.1): network, training, residuals, front end."""
 
+from stethoscope.models.ae.frontend import AEFrontEnd
+from stethoscope.models.ae.inference import reconstruction_residuals
 from stethoscope.models.ae.torch_model import DenseAE
-from stethoscope.models.ae.trainer import (
-    AEConfig,
-    load_model,
-    model_state,
-    read_model,
-    reconstruction_residuals,
-    resolve_device,
-    save_model,
-    train_ae,
-)
+from stethoscope.models.ae.training import AEConfig, train_ae
 
-__all__ = [
-    "AEConfig",
-    "DenseAE",
-    "load_model",
-    "model_state",
-    "read_model",
-    "reconstruction_residuals",
-    "resolve_device",
-    "save_model",
-    "train_ae",
-]
+__all__ = ["AEConfig", "AEFrontEnd", "DenseAE", "reconstruction_residuals", "train_ae"]

@@ -1,88 +1,148 @@
-"""Input features of the dual-branch CNN, computed in torch so they run batched on the GPU.
+"""The registered dual-branch CNN front end (Wilkinghoff): one model for all machine types, trained
+on the auxiliary classes; it feeds the k-means, DensitySoftmax and DtMM back ends.
 
-The network sees fixed-length waveforms (B, L). Clips are brought to L by tiling (the default, as in
-Wilkinghoff's systems: no silence is introduced) or by zero padding; in both cases the real length of
-each clip travels with it so the spectrogram normalisation can ignore padding (SPEC 3).
-
-- Spectrogram branch: |STFT| (Hann 1024, hop 512, not centred, 513 bins) minus the temporal mean of
-  each bin over the frames that lie entirely inside the real signal. Frames that touch the padding are
-  set to 0 after the subtraction (= the clip's mean frame), so padding adds nothing to the max-pool
-  over time.
-- Spectrum branch: |rFFT| of the whole fixed-length waveform, bins up to ``fmax`` (8 kHz).
+Ensembles (``ensemble: N``) train N seeds, member k in ``work_dir/member_k`` (a finished member is
+restored, not retrained). A clip's embedding is the concatenation of the members' length-normalised
+embeddings scaled by 1/sqrt(N) (unit length overall); the pipeline fits one back end per member
+and averages their scores (:mod:`stethoscope.backends.ensemble`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
-from torch import nn
 
-N_FFT = 1024
-HOP = 512
+from stethoscope.audio import AudioError, load_audio
+from stethoscope.data.clip import Clip
+from stethoscope.data.labels import class_labels
+from stethoscope.data.naming import NamingError, parse_name
+from stethoscope.devices import cpu_threads, resolve_device
+from stethoscope.errors import ConfigError, ModelError
+from stethoscope.models import persistence
+from stethoscope.models.base import FrontEnd, register_frontend
+from stethoscope.models.dualcnn.inference import embed, embed_views
+from stethoscope.models.dualcnn.losses import SubClusterAdaCos
+from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
+from stethoscope.models.dualcnn.training import DualCNNConfig, train_dualcnn
+from stethoscope.progress import Progress
 
-
-def fit_length(wave: np.ndarray, length: int, mode: str = "tile", offset: int = 0) -> tuple[np.ndarray, int]:
-    """Bring a 1-D clip to ``length`` samples; returns the fitted clip and its real (non-padded) length.
-
-    ``tile`` repeats the clip and reads ``length`` samples from ``offset`` (modulo the clip length), so
-    every sample is real signal. ``pad`` crops from the start or zero-pads at the end.
-    """
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    n = wave.shape[0]
-    if n == 0:
-        raise ValueError("cannot fit an empty waveform")
-    if length <= 0:
-        raise ValueError(f"length must be positive, got {length}")
-    if mode == "tile":
-        start = int(offset) % n
-        reps = int(np.ceil((start + length) / n))
-        return np.ascontiguousarray(np.tile(wave, reps)[start : start + length]), length
-    if mode == "pad":
-        if n >= length:
-            return np.ascontiguousarray(wave[:length]), length
-        out = np.zeros(length, dtype=np.float32)
-        out[:n] = wave
-        return out, n
-    raise ValueError(f"unknown fit mode {mode!r} (use 'tile' or 'pad')")
+log = logging.getLogger(__name__)
 
 
-def n_frames(n_samples: int | torch.Tensor, n_fft: int = N_FFT, hop: int = HOP):
-    """Number of complete (non-centred) STFT frames in ``n_samples``; at least 1 for real clips."""
-    if isinstance(n_samples, torch.Tensor):
-        return torch.clamp(torch.div(n_samples - n_fft, hop, rounding_mode="floor") + 1, min=1)
-    return max(1, (int(n_samples) - n_fft) // hop + 1)
+@register_frontend("dualcnn")
+class DualCNNFrontEnd(FrontEnd):
+    feature = "waveform"
+    per_machine = False
+    outputs = ("embedding", "views")
+
+    def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
+        super().__init__(params, device)
+        own = ("ensemble", "n_views", "crop_seconds")
+        self.cfg = persistence.config_from(DualCNNConfig, self.params, ignore=own)
+        self.ensemble = int(self.params.get("ensemble", 1))
+        self.n_views = int(self.params.get("n_views", 8))
+        self.crop_seconds: float | None = self.params.get("crop_seconds")
+        if self.ensemble < 1 or self.n_views < 1:
+            raise ConfigError("dualcnn: ensemble and n_views must be >= 1")
+        self.members: list[DualBranchCNN] = []
+        self.class_names: list[str] = []
+        self._memo: dict[tuple[str, str], np.ndarray] = {}
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members) or self.ensemble
+
+    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
+            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+        self._memo.clear()
+        labels, self.class_names = class_labels(clips)
+        noise = _supplemental_noise(clips) if self.cfg.supplemental_noise else None
+        self.members = []
+        for k in range(self.ensemble):
+            cfg = dataclasses.replace(self.cfg, seed=self.cfg.seed + k)
+            model, _ = train_dualcnn(
+                list(inputs), labels, len(self.class_names), cfg, self.device, progress, noise,
+                work_dir=Path(work_dir) / f"member_{k}" if work_dir else None,
+                name="dualcnn" if self.ensemble == 1 else f"dualcnn seed {cfg.seed}")
+            self.members.append(model)
+
+    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
+                  output: str) -> np.ndarray:
+        """Embeddings are memoised per clip: the back ends of one study share one forward pass."""
+        if output not in self.outputs:
+            raise ConfigError(f"the dual-branch CNN gives {self.outputs}, not '{output}'")
+        todo = [i for i, c in enumerate(clips) if (output, str(c.path)) not in self._memo]
+        if todo:
+            fresh = self._compute([inputs[i] for i in todo], output)
+            for i, row in zip(todo, fresh, strict=True):
+                self._memo[(output, str(clips[i].path))] = row
+        return np.stack([self._memo[(output, str(c.path))] for c in clips])
+
+    def _compute(self, waves: list[np.ndarray], output: str) -> np.ndarray:
+        if not self.members:
+            raise ModelError("the dual-branch CNN is not trained")
+        dev = resolve_device(self.device)
+        b = self.cfg.eval_batch
+        with cpu_threads(self.cfg.threads, dev):
+            if output == "embedding":
+                parts = [embed(m, waves, dev, b, normalize=True) for m in self.members]
+            else:
+                parts = [embed_views(m, waves, self.n_views, self.crop_seconds, dev, b,
+                                     normalize=True) for m in self.members]
+        return (np.concatenate(parts, axis=-1) / np.sqrt(len(parts))).astype(np.float64)
+
+    def save(self, directory: Path) -> None:
+        if not self.members:
+            raise ModelError("the dual-branch CNN is not trained; nothing to save")
+        head = self.members[0].head
+        assert head is not None
+        config = {**self.cfg.to_dict(), "ensemble": self.ensemble, "n_views": self.n_views,
+                  "crop_seconds": self.crop_seconds}
+        persistence.save(directory, self.name, config,
+                         {f"member_{k}": m for k, m in enumerate(self.members)},
+                         arch=self.members[0].cfg.to_dict(), n_classes=head.n_classes,
+                         class_names=self.class_names, members=len(self.members))
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> DualCNNFrontEnd:
+        obj, meta = persistence.rebuild(cls, directory, device)
+        try:
+            arch = ArchConfig(**meta["arch"])
+            n_classes, members = int(meta["n_classes"]), int(meta["members"])
+            obj.class_names = [str(c) for c in meta["class_names"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{Path(directory) / persistence.META}: bad dual-branch CNN "
+                             f"description ({exc})") from exc
+
+        def build() -> DualBranchCNN:
+            model = DualBranchCNN(arch)
+            model.head = SubClusterAdaCos(model.emb_dim, n_classes, obj.cfg.n_subclusters)
+            return model
+
+        dev = resolve_device(device)
+        obj.members = [persistence.load_part(directory, f"member_{k}", build, dev)
+                       .to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                       for k in range(members)]
+        return obj
 
 
-def n_spectrum_bins(length: int, sample_rate: int, fmax: float) -> int:
-    """rFFT bins of a ``length``-sample waveform whose frequency is at most ``fmax``."""
-    return min(length // 2 + 1, int(np.floor(fmax * length / sample_rate)) + 1)
-
-
-class SpectrogramFeature(nn.Module):
-    """|STFT| with the temporal mean of each bin (real frames only) removed: (B, 513, T)."""
-
-    def __init__(self, n_fft: int = N_FFT, hop: int = HOP) -> None:
-        super().__init__()
-        self.n_fft, self.hop = n_fft, hop
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-
-    def forward(self, wave: torch.Tensor, real_len: torch.Tensor) -> torch.Tensor:
-        wave = wave.float()
-        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, center=False,
-                          return_complex=True).abs()  # (B, F, T)
-        t = spec.shape[2]
-        n_real = n_frames(real_len.to(spec.device), self.n_fft, self.hop).clamp(max=t)
-        mask = (torch.arange(t, device=spec.device)[None, :] < n_real[:, None]).to(spec.dtype)[:, None, :]
-        mean = (spec * mask).sum(2, keepdim=True) / n_real[:, None, None].to(spec.dtype)
-        return (spec - mean) * mask
-
-
-class SpectrumFeature(nn.Module):
-    """|rFFT| of the whole waveform up to ``fmax``: (B, n_bins)."""
-
-    def __init__(self, length: int, sample_rate: int = 16_000, fmax: float = 8000.0) -> None:
-        super().__init__()
-        self.n_bins = n_spectrum_bins(length, sample_rate, fmax)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return torch.fft.rfft(wave.float(), dim=-1).abs()[:, : self.n_bins]
+def _supplemental_noise(clips: Sequence[Clip]) -> list[np.ndarray]:
+    """Noise-only supplemental clips of the training machines (DCASE2025 supplemental/ folder)."""
+    out = []
+    for folder in sorted({c.path.parent.parent / "supplemental" for c in clips}):
+        for path in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
+            try:
+                if parse_name(path.name).label != "noise":
+                    continue
+                out.append(load_audio(path))
+            except (NamingError, AudioError) as exc:
+                log.warning("supplemental clip skipped: %s", exc)
+    if not out:
+        log.warning("supplemental_noise is on but no noise clips were found; training without")
+    return out

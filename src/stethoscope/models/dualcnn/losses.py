@@ -17,11 +17,11 @@ in Wilkinghoff's DCASE2023/ICASSP2024 systems), while the feature-exchange head 
 (``learnable_centres``), again following those systems.
 
 Mixup mixes waveforms and (one-hot) labels with lambda ~ U(0, 1) on a random half of the batch.
-Feature exchange (FeatEx, Wilkinghoff ICASSP 2024) builds, for a random half of the batch, embeddings
-whose spectrogram part comes from one clip and spectrum part from another; they belong to new
-classes, so the FeatEx head has 3C classes: block 0 = unexchanged samples (their own classes), block
-1 = class of the spectrogram's clip, block 2 = class of the spectrum's clip (0.5 each). Both losses
-act on the 256-dim concatenated embedding, as in the papers; total loss = main + FeatEx.
+Feature exchange (FeatEx, Wilkinghoff ICASSP 2024) builds, for a random half of the batch,
+embeddings whose spectrogram part comes from one clip and spectrum part from another; they belong to
+new classes, so the FeatEx head has 3C classes: block 0 = unexchanged samples (their own classes),
+block 1 = class of the spectrogram's clip, block 2 = class of the spectrum's clip (0.5 each). Both
+losses act on the 256-dim concatenated embedding, as in the papers; total loss = main + FeatEx.
 """
 
 from __future__ import annotations
@@ -35,14 +35,19 @@ from torch import nn
 class SubClusterAdaCos(nn.Module):
     """Cosine classifier with ``n_subclusters`` centres per class and an adaptive scale."""
 
+    centres: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, emb_dim: int, n_classes: int, n_subclusters: int = 16,
                  learnable_centres: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.n_classes, self.n_subclusters = int(n_classes), int(n_subclusters)
         n_centres = self.n_classes * self.n_subclusters
-        gen = torch.Generator().manual_seed(seed)
-        bound = math.sqrt(6.0 / (emb_dim + n_centres))  # Glorot uniform, as in the reference
-        w = (torch.rand(n_centres, emb_dim, generator=gen) * 2 - 1) * bound
+        w = torch.empty(n_centres, emb_dim)
+        if w.device.type != "meta":  # loading builds on the meta device, then fills from the file
+            gen = torch.Generator().manual_seed(seed)
+            bound = math.sqrt(6.0 / (emb_dim + n_centres))  # Glorot uniform, as in the reference
+            w.copy_((torch.rand(n_centres, emb_dim, generator=gen) * 2 - 1) * bound)
         if learnable_centres:
             self.centres = nn.Parameter(w)
         else:
@@ -57,30 +62,33 @@ class SubClusterAdaCos(nn.Module):
         return (e @ w.t()).view(-1, self.n_classes, self.n_subclusters)
 
     def class_logits(self, emb: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, C) = log sum_k exp(s cos): their softmax is the head's class posterior."""
+        """Class logits (B, C) = log sum_k exp(s cos); their softmax is the class posterior."""
         return torch.logsumexp(self.scale * self.cosines(emb), dim=2)
 
     @torch.no_grad()
     def _update_scale(self, cos: torch.Tensor, target: torch.Tensor) -> None:
         """AdaCos step over non-target sub-clusters; ``target`` (B, C) holds soft labels."""
-        is_target = (target > 0)[:, :, None].expand_as(cos)  # all-target (one class) gives -inf: no update
+        # all targets (one class) give -inf: no update
+        is_target = (target > 0)[:, :, None].expand_as(cos)
         s_cos = (self.scale * cos).masked_fill(is_target, float("-inf")).flatten(1)
         log_b = torch.logsumexp(s_cos, dim=1)  # log sum over non-target sub-clusters, per sample
         log_b_avg = torch.logsumexp(log_b, dim=0) - math.log(cos.shape[0])
-        theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).amin(dim=2)  # nearest sub-cluster per class
+        # the angle to each class's nearest sub-cluster
+        theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7)).amin(dim=2)
         theta_i = (target * theta).sum(1) / target.sum(1).clamp_min(1e-12)
         theta_med = torch.quantile(theta_i, 0.5)
         new = log_b_avg / torch.cos(theta_med.clamp(max=math.pi / 4))
         self.scale.copy_(torch.where(torch.isfinite(new) & (new > 0), new, self.scale))
 
     def forward(self, emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Soft-label cross-entropy of the summed sub-cluster probabilities (mean over the batch)."""
+        """Soft-label cross-entropy of the summed sub-cluster probabilities (batch mean)."""
         cos = self.cosines(emb)
         target = target.float()
         if self.training:
             self._update_scale(cos.detach(), target)
         logits = self.scale * cos
-        log_p = torch.logsumexp(logits, dim=2) - torch.logsumexp(logits.flatten(1), dim=1, keepdim=True)
+        log_p = (torch.logsumexp(logits, dim=2)
+                 - torch.logsumexp(logits.flatten(1), dim=1, keepdim=True))
         return -(target * log_p).sum(1).mean()
 
 
@@ -91,8 +99,9 @@ def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def mixup(wave: torch.Tensor, real_len: torch.Tensor, target: torch.Tensor, p: float,
-          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mix a random fraction ``p`` of the batch with a random partner (waveforms and soft labels)."""
+          generator: torch.Generator | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix a random fraction ``p`` of the batch with random partners (waveforms, soft labels)."""
     b, dev = wave.shape[0], wave.device
     if p <= 0 or b < 2:
         return wave, real_len, target
@@ -106,9 +115,10 @@ def mixup(wave: torch.Tensor, real_len: torch.Tensor, target: torch.Tensor, p: f
     return wave, real_len, target
 
 
-def feature_exchange(emb_spec: torch.Tensor, emb_spectrum: torch.Tensor, target: torch.Tensor, p: float = 0.5,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """FeatEx: (B, 2D) embeddings and (B, 3C) labels, a fraction ``p`` with swapped spectrum parts."""
+def feature_exchange(emb_spec: torch.Tensor, emb_spectrum: torch.Tensor, target: torch.Tensor,
+                     p: float = 0.5, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """FeatEx: (B, 2D) embeddings, (B, 3C) labels; a fraction ``p`` with swapped spectrum parts."""
     b, dev = emb_spec.shape[0], emb_spec.device
     if b < 2:
         p = 0.0

@@ -1,9 +1,9 @@
 """Dual-branch CNN embedding network (Wilkinghoff, ICASSP 2023/2024; SPEC 4.2).
 
-Two sub-networks see the same fixed-length waveform through different features (frontend.py): a
+Two sub-networks see the same fixed-length waveform through different features (inputs.py): a
 ResNet on the mean-normalised magnitude spectrogram (time structure) and a strided 1-D CNN + MLP on
-the magnitude spectrum of the whole clip (fine frequency resolution). Each yields a 128-dim embedding
-with a bias-free last layer; the 256-dim concatenation is the clip embedding.
+the magnitude spectrum of the whole clip (fine frequency resolution). Each yields a 128-dim
+embedding with a bias-free last layer; the 256-dim concatenation is the clip embedding.
 
 Layout: spectrograms are (B, 1, F, T) as torch.stft returns them (no transposes; every kernel here
 is square, so this is the same network as the (T, F) layout of the reference); "max over time" is a
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stethoscope.models.dualcnn.frontend import HOP, N_FFT, SpectrogramFeature, SpectrumFeature
+from stethoscope.models.dualcnn.inputs import HOP, N_FFT, SpectrogramFeature, SpectrumFeature
+from stethoscope.models.dualcnn.losses import SubClusterAdaCos
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,11 @@ class PreActUnit(nn.Module):
 
 
 class SpectrogramBranch(nn.Module):
-    """BN(per bin) -> conv7x7/2 -> BN-ReLU -> maxpool3/2 -> 4 stages (16/32/64/128) -> max_t -> BN -> Linear."""
+    """BN(per bin) -> conv7x7/2 -> BN-ReLU -> maxpool3/2 -> 4 stages (16/32/64/128) -> max over
+    time -> BN -> Linear."""
 
-    def __init__(self, n_bins: int, out_dim: int = 128, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(self, n_bins: int, out_dim: int = 128,
+                 widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
         self.in_bn = nn.BatchNorm1d(n_bins)  # one normaliser per frequency bin
         self.stem = nn.Sequential(
@@ -105,7 +109,7 @@ class SpectrogramBranch(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:  # spec: (B, F, T)
         x = self.in_bn(spec).unsqueeze(1)
-        if self.stem[0].weight.is_contiguous(memory_format=torch.channels_last):
+        if cast(nn.Conv2d, self.stem[0]).weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)  # follow the weights' layout
         x = self.stages(self.stem(x))  # (B, C, F', T')
         x = x.amax(dim=3).flatten(1)
@@ -113,14 +117,16 @@ class SpectrogramBranch(nn.Module):
 
 
 class SpectrumBranch(nn.Module):
-    """3 strided conv1d (k256/s64, k64/s32, k16/s4; BN-ReLU) -> flatten -> 4 x [Linear-BN-ReLU] -> Linear."""
+    """3 strided conv1d (k256/s64, k64/s32, k16/s4; BN-ReLU) -> flatten -> 4 x [Linear-BN-ReLU]
+    -> Linear."""
 
     def __init__(self, n_bins: int, out_dim: int = 128, width: int = 128) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c, n = 1, n_bins
         for k, s in ((256, 64), (64, 32), (16, 4)):
-            layers += [SameConv1d(c, width, k, stride=s, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+            layers += [SameConv1d(c, width, k, stride=s, bias=False), nn.BatchNorm1d(width),
+                       nn.ReLU(inplace=True)]
             c, n = width, math.ceil(n / s)
         self.convs = nn.Sequential(*layers)
         mlp: list[nn.Module] = []
@@ -147,23 +153,27 @@ class DualBranchCNN(nn.Module):
         super().__init__()
         min_len = cfg.n_fft + 4 * cfg.hop  # 5 frames: the stem's conv + max-pool need 3 time steps
         if cfg.input_len < min_len:
-            raise ValueError(f"input_len {cfg.input_len} too short: the network needs >= {min_len} samples")
+            raise ValueError(f"input_len {cfg.input_len} too short: the network needs >= "
+                             f"{min_len} samples")
         self.cfg = cfg
         self.spectrogram = SpectrogramFeature(cfg.n_fft, cfg.hop)
         self.spectrum = SpectrumFeature(cfg.input_len, cfg.sample_rate, cfg.fmax)
         self.spec_branch = SpectrogramBranch(cfg.n_fft // 2 + 1, cfg.branch_dim)
         self.spectrum_branch = SpectrumBranch(self.spectrum.n_bins, cfg.branch_dim)
-        self.head: nn.Module | None = None
+        self.head: SubClusterAdaCos | None = None
 
     @property
     def emb_dim(self) -> int:
         return 2 * self.cfg.branch_dim
 
-    def forward(self, wave: torch.Tensor, real_len: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, wave: torch.Tensor,
+                real_len: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if wave.shape[-1] != self.cfg.input_len:
-            raise ValueError(f"expected waveforms of {self.cfg.input_len} samples, got {wave.shape[-1]}")
+            raise ValueError(f"expected waveforms of {self.cfg.input_len} samples, "
+                             f"got {wave.shape[-1]}")
         if real_len is None:
-            real_len = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device, dtype=torch.long)
+            real_len = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device,
+                                  dtype=torch.long)
         spec = self.spectrogram(wave, real_len)
         spectrum = self.spectrum(wave)
         return self.spec_branch(spec), self.spectrum_branch(spectrum)

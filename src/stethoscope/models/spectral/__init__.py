@@ -1,0 +1,1 @@
+"""Mean log-mel spectrum front end (no training)."""

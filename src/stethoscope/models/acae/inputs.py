@@ -6,16 +6,17 @@ the factory background) while keeping the stationary machine signature the autoe
 Averaging happens in the log domain (a geometric mean of magnitudes), so one loud transient frame
 cannot dominate its neighbours the way it would in a linear-magnitude average.
 
-The network needs one input length. Every clip is brought to ``input_samples`` by :func:`fit_length`:
-shorter clips are tiled (repeated end to end, which keeps a stationary sound stationary, unlike zero
-padding that would create an artificial silence for the autoencoder to learn), longer clips are
-cropped. ``offset`` lets callers take several views of one clip (e.g. crops at different positions).
+The network needs one input length. Every clip is brought to ``input_samples`` by
+:func:`fit_length`: shorter clips are tiled (repeated end to end, which keeps a stationary sound
+stationary, unlike zero padding that would create an artificial silence for the autoencoder to
+learn), longer clips are cropped. ``offset`` lets callers take several views of one clip (e.g. crops
+at different positions).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 
 from stethoscope import SAMPLE_RATE
 
-#: Amplitude floor of the log (as librosa's ``amplitude_to_db``): -100 dB, so digital silence stays finite.
+#: Amplitude floor of the log (as librosa's ``amplitude_to_db``): -100 dB, so digital silence
+#: stays finite.
 AMIN = 1e-5
 
 
@@ -56,7 +58,7 @@ class FeatureSpec:
 
 
 def fit_length(wave: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """Tile (if short) or crop (if long) a 1-D waveform to exactly ``n`` samples, starting at ``offset``."""
+    """Tile (if short) or crop (if long) a 1-D waveform to ``n`` samples, starting at ``offset``."""
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     if wave.size == 0:
         raise ValueError("empty waveform")
@@ -73,7 +75,8 @@ def stack_waves(waves: Sequence[np.ndarray], n: int, offset: int = 0) -> torch.T
 
 
 def moving_average(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Centred moving average over the last axis, same length; edges average only the frames that exist.
+    """Centred moving average over the last axis, same length; edges average only the frames that
+    exist.
 
     ``window`` must be odd so the average is centred on each frame; 1 returns ``x`` unchanged.
     """
@@ -83,32 +86,34 @@ def moving_average(x: torch.Tensor, window: int) -> torch.Tensor:
         return x
     shape = x.shape
     flat = x.reshape(-1, 1, shape[-1])
-    out = F.avg_pool1d(flat, kernel_size=window, stride=1, padding=window // 2, count_include_pad=False)
+    out = F.avg_pool1d(flat, kernel_size=window, stride=1, padding=window // 2,
+                       count_include_pad=False)
     return out.reshape(shape)
 
 
 def log_spectrogram(wave: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """(B, n) waveforms -> (B, F, T) log magnitude STFT (dB), cut and pooled in frequency, not averaged."""
+    """(B, n) waveforms -> (B, F, T) log magnitude STFT (dB), cut and pooled in frequency."""
     window = torch.hann_window(spec.n_fft, device=wave.device, dtype=wave.dtype)
     stft = torch.stft(wave, n_fft=spec.n_fft, hop_length=spec.hop, window=window, center=True,
                       pad_mode="reflect", return_complex=True)
     mag = stft.abs()[:, : spec.kept_bins(), :]
     if spec.freq_bins is not None and spec.freq_bins < mag.shape[1]:
-        # Pool magnitudes over adjacent bins (B, F, T) -> (B, freq_bins, T): linear-frequency resolution
-        # reduced for speed, band energies kept.
+        # Pool magnitudes over adjacent bins (B, F, T) -> (B, freq_bins, T): linear-frequency
+        # resolution reduced for speed, band energies kept.
         mag = F.adaptive_avg_pool1d(mag.transpose(1, 2), spec.freq_bins).transpose(1, 2)
     return 20.0 * torch.log10(mag.clamp_min(AMIN))
 
 
 def acae_features(wave: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
-    """(B, n) waveforms -> (B, F, T) time-averaged log magnitude STFT: the ACAE input before standardisation."""
+    """(B, n) waveforms -> (B, F, T) time-averaged log magnitude STFT (before standardisation)."""
     return moving_average(log_spectrogram(wave, spec), spec.avg_window)
 
 
 @torch.no_grad()
-def batch_features(waves: Sequence[np.ndarray], spec: FeatureSpec, device: torch.device | str = "cpu",
+def batch_features(waves: Sequence[np.ndarray], spec: FeatureSpec,
+                   device: torch.device | str = "cpu",
                    batch_size: int = 64, offset: int = 0) -> torch.Tensor:
-    """Features of many clips, computed in batches on ``device`` and returned on the CPU (N, F, T)."""
+    """(N, F, T) features of many clips, computed in batches on ``device``, returned on the CPU."""
     out = []
     for i in range(0, len(waves), batch_size):
         chunk = stack_waves(waves[i:i + batch_size], spec.input_samples, offset)

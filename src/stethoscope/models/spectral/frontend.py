@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from stethoscope.data.clip import Clip
-from stethoscope.models.base import FrontEnd, Progress, register_frontend
-from stethoscope.state_io import read_json, write_json
+from stethoscope.errors import ConfigError
+from stethoscope.models import persistence
+from stethoscope.models.base import FrontEnd, register_frontend
+from stethoscope.progress import Progress
 
 
 @register_frontend("spectral")
 class MeanSpectrum(FrontEnd):
-    name = "spectral"
     feature = "logmel"
     per_machine = True
     outputs = ("embedding",)
@@ -23,17 +24,17 @@ class MeanSpectrum(FrontEnd):
             progress: Progress | None = None, work_dir: Path | None = None) -> None:
         """Nothing to learn: the back end holds the training statistics."""
 
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str) -> np.ndarray:
+    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
+                  output: str) -> np.ndarray:
         if output != "embedding":
-            raise ValueError(f"spectral front end gives embeddings, not '{output}'")
+            raise ConfigError(f"spectral front end gives embeddings, not '{output}'")
         n_mels = int(self.params.get("n_mels", 128))
         # the first n_mels values of each 5-frame vector are one log-mel frame
         return np.stack([np.asarray(v[:, :n_mels], dtype=np.float64).mean(axis=0) for v in inputs])
 
     def save(self, directory: Path) -> None:
-        write_json(Path(directory) / "frontend.json", {"name": self.name, "params": self.params})
+        persistence.save(directory, self.name, self.params, {})
 
     @classmethod
-    def load(cls, directory: Path, device: str = "auto") -> "MeanSpectrum":
-        meta = read_json(Path(directory) / "frontend.json")
-        return cls(meta["params"], device=device)
+    def load(cls, directory: Path, device: str = "auto") -> MeanSpectrum:
+        return persistence.rebuild(cls, directory, device)[0]

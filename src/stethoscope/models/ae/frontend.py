@@ -1,0 +1,78 @@
+"""The registered AE front end: one baseline autoencoder per machine type on log-mel frames.
+
+Each machine type trains in its own checkpoint folder ``work_dir/<machine>``; one whose training
+finished there is restored, not retrained, so an interrupted study resumes at the next machine
+type, and inside a machine type at its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stethoscope.data.clip import Clip
+from stethoscope.devices import cpu_threads, resolve_device
+from stethoscope.errors import ConfigError, ModelError
+from stethoscope.models import persistence
+from stethoscope.models.ae.inference import reconstruction_residuals
+from stethoscope.models.ae.torch_model import DenseAE
+from stethoscope.models.ae.training import AEConfig, train_ae
+from stethoscope.models.base import FrontEnd, register_frontend
+from stethoscope.progress import Progress
+
+
+@register_frontend("ae")
+class AEFrontEnd(FrontEnd):
+    feature = "logmel"
+    per_machine = True
+    outputs = ("residual",)
+
+    def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
+        super().__init__(params, device)
+        self.cfg = persistence.config_from(AEConfig, self.params)
+        self.models: dict[str, DenseAE] = {}
+
+    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
+            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+        for machine in sorted({c.machine for c in clips}):
+            vectors = [x for c, x in zip(clips, inputs, strict=True) if c.machine == machine]
+            self.models[machine], _ = train_ae(
+                vectors, self.cfg, self.device, progress,
+                work_dir=Path(work_dir) / machine if work_dir else None, name=f"ae {machine}")
+
+    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
+                  output: str) -> list[np.ndarray]:
+        if output != "residual":
+            raise ConfigError(f"the AE front end gives residuals, not '{output}'")
+        dev = resolve_device(self.device)
+        out: list[np.ndarray] = [np.empty(0)] * len(clips)
+        with cpu_threads(self.cfg.threads, dev):
+            for machine in sorted({c.machine for c in clips}):
+                if machine not in self.models:
+                    raise ModelError(f"no AE trained for machine type '{machine}'")
+                idx = [i for i, c in enumerate(clips) if c.machine == machine]
+                res = reconstruction_residuals(self.models[machine], [inputs[i] for i in idx],
+                                               device=dev, batch=self.cfg.eval_batch)
+                for i, r in zip(idx, res, strict=True):
+                    out[i] = r
+        return out
+
+    def save(self, directory: Path) -> None:
+        persistence.save(directory, self.name, self.cfg.to_dict(), dict(self.models),
+                         networks={m: model.config() for m, model in self.models.items()})
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "auto") -> AEFrontEnd:
+        obj, meta = persistence.rebuild(cls, directory, device)
+        networks = meta.get("networks")
+        if not (isinstance(networks, dict) and all(isinstance(a, dict) for a in networks.values())):
+            raise ModelError(f"{Path(directory) / persistence.META}: no 'networks'")
+        dev = resolve_device(device)
+        for machine, arch in networks.items():
+            obj.models[machine] = persistence.load_part(
+                directory, machine, functools.partial(DenseAE, **arch), dev)
+        return obj

@@ -1,0 +1,98 @@
+"""Embeddings, multi-view embeddings and class logits of a trained dual-branch CNN (eval mode)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from stethoscope.devices import resolve_device
+from stethoscope.models.dualcnn.inputs import fit_length
+from stethoscope.models.dualcnn.torch_model import DualBranchCNN
+
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _model_device(model: DualBranchCNN, device: str | torch.device | None) -> torch.device:
+    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    model.to(dev)
+    return dev
+
+
+@torch.no_grad()
+def _forward_fitted(model: DualBranchCNN, fitted: Iterable[tuple[np.ndarray, int]],
+                    dev: torch.device, batch_size: int, fn: Forward) -> np.ndarray:
+    """``fn`` over batches of fitted clips, taken lazily from ``fitted``.
+
+    Lazily, because a back end asks for several views of each clip (DtMM: 8 x 640 KB per 10 s clip,
+    5 GB for a machine type's 1,000 training clips if built up front). On a GPU the batch goes
+    through pinned memory and the outputs stay on the device until the end, so the host fits and
+    stacks batch i+1 while the GPU works on batch i.
+    """
+    model.eval()
+    outs = []
+    cuda = dev.type == "cuda"
+    it = iter(fitted)
+    while chunk := list(itertools.islice(it, batch_size)):
+        wave = torch.from_numpy(np.stack([w for w, _ in chunk]))
+        real_len = torch.tensor([n for _, n in chunk], dtype=torch.long)
+        if cuda:
+            wave, real_len = wave.pin_memory(), real_len.pin_memory()
+        out = fn(wave.to(dev, non_blocking=cuda), real_len.to(dev, non_blocking=cuda)).float()
+        outs.append(out if cuda else out.cpu())
+    return torch.cat(outs).cpu().numpy() if outs else np.zeros((0, model.emb_dim), np.float32)
+
+
+def _normalise(e: np.ndarray) -> np.ndarray:
+    return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+
+
+def embed(model: DualBranchCNN, waves: Sequence[np.ndarray],
+          device: str | torch.device | None = None, batch_size: int = 64,
+          normalize: bool = False) -> np.ndarray:
+    """(N, 256) clip embeddings; clips fitted to the model length with its fit mode."""
+    dev = _model_device(model, device)
+    fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
+    e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
+    return _normalise(e) if normalize else e
+
+
+def view_crops(wave: np.ndarray, n_views: int, crop_len: int | None,
+               length: int) -> list[tuple[np.ndarray, int]]:
+    """``n_views`` views of one clip, each tiled to ``length``: evenly spaced overlapping crops of
+    ``crop_len`` samples, or (``crop_len`` None) the whole clip tiled from evenly spaced offsets."""
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    n = wave.shape[0]
+    if crop_len is None or crop_len >= n:
+        return [fit_length(wave, length, "tile", offset=(v * n) // n_views) for v in range(n_views)]
+    starts = np.linspace(0, n - crop_len, n_views).round().astype(int)
+    return [fit_length(wave[s : s + crop_len], length, "tile") for s in starts]
+
+
+def embed_views(model: DualBranchCNN, waves: Sequence[np.ndarray], n_views: int = 5,
+                crop_seconds: float | None = None, device: str | torch.device | None = None,
+                batch_size: int = 64, normalize: bool = False) -> np.ndarray:
+    """(N, n_views, 256) embeddings of several views of each clip (for the DtMM back end)."""
+    if n_views < 1:
+        raise ValueError("n_views must be >= 1")
+    dev = _model_device(model, device)
+    crop = (None if crop_seconds is None
+            else max(1, int(round(crop_seconds * model.cfg.sample_rate))))
+    fitted = (v for w in waves for v in view_crops(w, n_views, crop, model.cfg.input_len))
+    e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
+    e = e.reshape(len(waves), n_views, -1)
+    return _normalise(e) if normalize else e
+
+
+def logits(model: DualBranchCNN, waves: Sequence[np.ndarray],
+           device: str | torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+    """(N, C) class logits of the main AdaCos head (softmax = the head's class posterior)."""
+    head = model.head
+    if head is None:
+        raise ValueError("model has no classifier head attached")
+    dev = _model_device(model, device)
+    fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
+    return _forward_fitted(model, fitted, dev, batch_size,
+                           lambda w, n: head.class_logits(model.embed(w, n)))

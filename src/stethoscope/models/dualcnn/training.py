@@ -1,0 +1,221 @@
+"""Training the dual-branch CNN on the auxiliary classes (SPEC 4.2), through the shared loop.
+
+Data path: all training clips are fitted to the model length once and held in host memory as one
+float32 (N, L) tensor (page-locked when training on a GPU). Each batch is gathered on the host into
+one of two pinned staging buffers and copied with ``non_blocking=True``; features, augmentation and
+the loss run on the device, and nothing in the step reads a value back to the host, so the host
+prepares batch i+1 while the GPU works on batch i. The network runs in channels_last (cuDNN and
+oneDNN both prefer it); on CUDA under bf16 autocast, with the AdaCos heads in float32. On the
+CPU it uses half the cores unless ``threads`` says otherwise, so that a second training or other
+work beside it does not make all threads wait on each other (:func:`devices.shared_threads`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stethoscope.devices import cpu_threads, resolve_device
+from stethoscope.models.dualcnn.inputs import fit_length
+from stethoscope.models.dualcnn.losses import SubClusterAdaCos, feature_exchange, mixup, one_hot
+from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
+from stethoscope.models.training import EpochRandom, LoopConfig, digest, global_seed, train
+from stethoscope.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DualCNNConfig:
+    """Training configuration; defaults follow SPEC 4.2 (Wilkinghoff's recipe)."""
+
+    input_seconds: float | None = None  # None: length of the longest training clip
+    sample_rate: int = 16_000
+    fit_mode: str = "tile"  # "tile" | "pad"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    n_subclusters: int = 16
+    mixup_p: float = 0.5
+    feature_exchange: bool = True
+    featex_p: float = 0.5
+    seed: int = 0
+    amp: bool = True  # bf16 autocast, CUDA only
+    supplemental_noise: bool = False  # add supplemental/noise clips at random SNR
+    noise_p: float = 0.5
+    noise_snr_db: tuple[float, float] = (5.0, 20.0)
+    threads: int | None = None  # torch threads on the CPU (None: half the cores)
+    eval_batch: int = 64  # clips per forward pass when embedding
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a checkpoint must share to be resumed (not threads or embedding batch)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("threads", "eval_batch")}
+
+
+def _stack(waves: Sequence[np.ndarray], length: int, mode: str,
+           pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit every clip to ``length`` into one (N, L) float32 tensor (+ real lengths)."""
+    x = torch.empty((len(waves), length), dtype=torch.float32, pin_memory=pin)
+    lens = torch.empty(len(waves), dtype=torch.long)
+    for i, w in enumerate(waves):
+        fitted, n = fit_length(w, length, mode)
+        x[i] = torch.from_numpy(fitted)
+        lens[i] = n
+    return x, lens
+
+
+class _Batches:
+    """Host -> device batch copies through two pinned staging buffers (plain indexing on CPU)."""
+
+    def __init__(self, x: torch.Tensor, lens: torch.Tensor, labels: torch.Tensor, batch: int,
+                 device: torch.device) -> None:
+        self.x, self.lens, self.labels, self.device = x, lens, labels, device
+        self.cuda = device.type == "cuda"
+        self.slot = 0
+        if self.cuda:
+            self.bufs = [(torch.empty((batch, x.shape[1]), pin_memory=True),
+                          torch.empty(batch, dtype=torch.long, pin_memory=True),
+                          torch.empty(batch, dtype=torch.long, pin_memory=True)) for _ in range(2)]
+            self.events: list[torch.cuda.Event | None] = [None, None]
+
+    def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.cuda:
+            return self.x[idx], self.lens[idx], self.labels[idx]
+        slot = self.slot = 1 - self.slot
+        event = self.events[slot]
+        if event is not None:
+            event.synchronize()  # the copy that last read this buffer is done
+        n = idx.shape[0]
+        bw, bl, by = (b[:n] for b in self.bufs[slot])
+        torch.index_select(self.x, 0, idx, out=bw)
+        torch.index_select(self.lens, 0, idx, out=bl)
+        torch.index_select(self.labels, 0, idx, out=by)
+        out = tuple(b.to(self.device, non_blocking=True) for b in (bw, bl, by))
+        self.events[slot] = torch.cuda.Event()
+        self.events[slot].record()  # type: ignore[union-attr]
+        return out  # type: ignore[return-value]
+
+
+def add_noise(wave: torch.Tensor, real_len: torch.Tensor, bank: torch.Tensor, cfg: DualCNNConfig,
+              gen: torch.Generator) -> torch.Tensor:
+    """Add a random bank clip to a random fraction of the batch at an SNR ~ U(noise_snr_db)."""
+    b, dev = wave.shape[0], wave.device
+    noise = bank[torch.randint(0, bank.shape[0], (b,), generator=gen, device=dev)]
+    apply = (torch.rand(b, generator=gen, device=dev) < cfg.noise_p).float()
+    lo, hi = cfg.noise_snr_db
+    snr = lo + (hi - lo) * torch.rand(b, generator=gen, device=dev)
+    mask = (torch.arange(wave.shape[1], device=dev)[None, :] < real_len[:, None]).float()
+    p_sig = (wave.pow(2) * mask).sum(1) / real_len.clamp_min(1).float()
+    p_noise = noise.pow(2).mean(1).clamp_min(1e-12)
+    gain = torch.sqrt(p_sig / (p_noise * 10.0 ** (snr / 10.0))) * apply
+    return wave + gain[:, None] * noise * mask
+
+
+class _CNNTask:
+    def __init__(self, model: DualBranchCNN, head: SubClusterAdaCos,
+                 fx_head: SubClusterAdaCos | None, data: _Batches, n_classes: int,
+                 bank: torch.Tensor | None, cfg: DualCNNConfig) -> None:
+        self.modules: dict[str, torch.nn.Module] = {"model": model}  # the head is inside
+        if fx_head is not None:
+            self.modules["fx_head"] = fx_head
+        self.model, self.head, self.fx_head = model, head, fx_head
+        self.data, self.n_classes, self.bank, self.cfg = data, n_classes, bank, cfg
+
+    def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
+        n, b = self.data.x.shape[0], self.cfg.batch_size
+        perm = torch.randperm(n, generator=rand.host)
+        return [perm[s:s + b] for s in range(0, n, b) if min(b, n - s) >= 2]  # BatchNorm needs 2
+
+    def step(self, idx: torch.Tensor, rand: EpochRandom
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        wave, real_len, y_int = self.data.get(idx)
+        target = one_hot(y_int, self.n_classes)
+        if self.bank is not None:
+            wave = add_noise(wave, real_len, self.bank, self.cfg, rand.device)
+        wave, real_len, target = mixup(wave, real_len, target, self.cfg.mixup_p, rand.device)
+        e_spec, e_spectrum = self.model(wave, real_len)  # bf16 under the loop's autocast
+        with torch.autocast(wave.device.type, enabled=False):
+            e_spec, e_spectrum = e_spec.float(), e_spectrum.float()
+            emb = torch.cat([e_spec, e_spectrum], dim=1)
+            loss_main = self.head(emb, target)
+            loss_fx = torch.zeros((), device=emb.device)
+            if self.fx_head is not None:
+                emb_x, target_x = feature_exchange(e_spec, e_spectrum, target,
+                                                   self.cfg.featex_p, rand.device)
+                loss_fx = self.fx_head(emb_x, target_x)
+            with torch.no_grad():
+                hits = self.head.class_logits(emb).argmax(1) == target.argmax(1)
+        parts = {"loss_main": loss_main, "loss_featex": loss_fx, "train_acc": hits.float().mean()}
+        return loss_main + loss_fx, parts, idx.shape[0]
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {"scale": float(self.head.scale)}
+
+
+def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
+                  cfg: DualCNNConfig | None = None, device: str | torch.device = "auto",
+                  progress: Progress | None = None,
+                  noise_waves: Sequence[np.ndarray] | None = None,
+                  work_dir: str | Path | None = None,
+                  name: str = "dualcnn") -> tuple[DualBranchCNN, list[dict]]:
+    """Train one model on all clips (auxiliary classification); returns (model, per-epoch history).
+
+    The model is in eval mode, on the training device, with its main AdaCos head attached
+    (``model.head``) for class logits and persistence. ``work_dir`` holds the epoch checkpoint;
+    training resumes from it (see :func:`stethoscope.models.training.train`).
+    """
+    cfg = cfg or DualCNNConfig()
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(waves) != labels.shape[0] or len(waves) < 2:
+        raise ValueError(f"need >= 2 clips with one label each, got {len(waves)} clips, "
+                         f"{labels.shape[0]} labels")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes}), got [{labels.min()}, "
+                         f"{labels.max()}]")
+    use_noise = bool(cfg.supplemental_noise and noise_waves)
+    if cfg.supplemental_noise and not noise_waves:
+        log.warning("dualcnn: supplemental_noise is on but no noise clips were given; "
+                    "training without")
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+    length = (int(round(cfg.input_seconds * cfg.sample_rate)) if cfg.input_seconds
+              else max(int(np.asarray(w).size) for w in waves))
+    arch = ArchConfig(input_len=length, sample_rate=cfg.sample_rate, fit_mode=cfg.fit_mode)
+    fingerprint = {"dualcnn": cfg.fingerprint(), "input_len": length, "n_classes": n_classes,
+                   "data": digest(waves), "labels": digest([labels]),
+                   "noise": digest(noise_waves or []) if use_noise else None}
+    with cpu_threads(cfg.threads, dev):
+        with global_seed(cfg.seed):
+            model = DualBranchCNN(arch)
+        head = SubClusterAdaCos(model.emb_dim, n_classes, cfg.n_subclusters,
+                                learnable_centres=False, seed=cfg.seed)
+        model.head = head
+        fx_head = (SubClusterAdaCos(model.emb_dim, 3 * n_classes, cfg.n_subclusters,
+                                    learnable_centres=True, seed=cfg.seed + 1)
+                   if cfg.feature_exchange else None)
+        model.to(dev)
+        # faster on cuDNN, ~20 % with oneDNN on CPU
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if fx_head is not None:
+            fx_head.to(dev)
+        x, lens = _stack(waves, length, cfg.fit_mode, pin=cuda)
+        data = _Batches(x, lens, torch.from_numpy(labels), cfg.batch_size, dev)
+        bank = (_stack(list(noise_waves or []), length, "tile", pin=False)[0].to(dev)
+                if use_noise else None)
+        task = _CNNTask(model, head, fx_head, data, n_classes, bank, cfg)
+        loop = LoopConfig(name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, amp=cfg.amp, threads=cfg.threads,
+                          cudnn_benchmark=True)
+        history = train(task, loop, dev, fingerprint=fingerprint, work_dir=work_dir,
+                        progress=progress)
+    return model, history
