@@ -120,8 +120,8 @@ def test_kmeans_domain_norm_removes_the_target_offset():
     assert ratio(plain) > 4 and 0.6 < ratio(scaled) < 1.6  # ten target clips: a noisy scale
     assert scaled.scales[1] > 3 * scaled.scales[0]
     # threshold scores: source clips to their centres, target clips to their nearest other clip
-    assert len(scaled.threshold_scores) == 310 and np.all(scaled.threshold_scores[300:] > 0)
-    np.testing.assert_allclose(np.median(scaled.threshold_scores[:300]), 1.0)
+    assert len(scaled.held_out) == 310 and np.all(scaled.held_out[300:] > 0)
+    np.testing.assert_allclose(np.median(scaled.held_out[:300]), 1.0)
     with pytest.raises(ValueError, match="domain_norm"):
         KMeansBackend(domain_norm="zscore")
 
@@ -212,11 +212,11 @@ def test_dtmm_threshold_is_mu_plus_k_sigma_of_held_out_kls(dtmm_fit):
     b, x, dom, _ = dtmm_fit
     _, thr = stratified_split(dom, 0.7, seed=0)
     kls = b.score(x[thr])  # recompute the threshold-set KLs through the public scorer
-    np.testing.assert_allclose(b.threshold_scores, kls, rtol=1e-12)
+    np.testing.assert_allclose(b.threshold_scores(FitData(x, dom)), kls, rtol=1e-12)
     mu = sum(kls) / len(kls)
     sigma = (sum((v - mu) ** 2 for v in kls) / len(kls)) ** 0.5
     assert b.threshold == pytest.approx(mu + 3.0 * sigma, rel=1e-12)
-    assert len(b.threshold_scores) == 57  # 18 of each 60-clip source class + 3 target clips
+    assert len(b.held_out) == 57  # 18 of each 60-clip source class + 3 target clips
     assert 1 <= len(b.baseline.weights) <= 6 and b.baseline.weights.sum() == pytest.approx(1.0)
 
 
@@ -328,7 +328,7 @@ def test_state_round_trip_gives_identical_scores(tmp_path, name, kwargs, views):
     np.testing.assert_array_equal(restored.score(test), backend.score(test))
     if name == "dtmm":
         assert restored.threshold == backend.threshold
-        np.testing.assert_array_equal(restored.threshold_scores, backend.threshold_scores)
+        np.testing.assert_array_equal(restored.held_out, backend.held_out)
 
 
 def test_ensemble_averages_member_scores_and_round_trips():

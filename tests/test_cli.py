@@ -3,7 +3,7 @@
 from click.testing import CliRunner
 
 from stethoscope.cli import main
-from stethoscope.systems.config import get_system, system_names
+from stethoscope.systems import get_system, system_names
 
 
 def test_systems_lists_every_registered_system_in_aligned_columns():

@@ -10,7 +10,7 @@ import stethoscope.decision  # noqa: F401  (registers the rules)
 from stethoscope.decision.base import THRESHOLDS, ThresholdRule
 from stethoscope.decision.gamma import GammaThreshold
 from stethoscope.decision.mcv import MCVThreshold, covered_count
-from stethoscope.decision.mu_k_sigma import MuKSigmaThreshold, calibration_scores
+from stethoscope.decision.mu_k_sigma import MuKSigmaThreshold
 from stethoscope.decision.percentile import PercentileThreshold
 
 
@@ -47,17 +47,11 @@ def test_percentile_threshold():
     assert PercentileThreshold(q=50).fit(scores) == pytest.approx(np.median(scores))
 
 
-def test_mu_k_sigma_and_calibration_scores():
+def test_mu_k_sigma_is_mean_plus_k_population_std():
     scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     # mean 3, population std sqrt(2)
     assert MuKSigmaThreshold().fit(scores) == pytest.approx(3.0 + 3.0 * np.sqrt(2.0))
     assert MuKSigmaThreshold(k=1.5).fit(scores) == pytest.approx(3.0 + 1.5 * np.sqrt(2.0))
-
-    class WithHeldOut:
-        threshold_scores = np.array([0.5, 0.7])
-
-    np.testing.assert_array_equal(calibration_scores(WithHeldOut(), scores), [0.5, 0.7])
-    np.testing.assert_array_equal(calibration_scores(object(), scores), scores)
 
 
 def test_mcv_covers_exactly_the_requested_share():

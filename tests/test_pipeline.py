@@ -36,8 +36,11 @@ def test_fit_score_evaluate_and_fresh_process(tiny_data: Path, tmp_path: Path):
     _invoke("fit", "--system", "ae-mse", "--data", str(tiny_data), "--out", str(model),
             "--epochs", "2", "--cache-dir", str(tmp_path / "cache"))
     assert (model / "system.json").exists()
-    assert sorted(p.name for p in (model / "frontend").glob("*.safetensors")) == \
-        ["ae_fan.safetensors", "ae_valve.safetensors"]
+    from safetensors import safe_open
+
+    with safe_open(str(model / "frontend" / "frontend.safetensors"), "np") as fh:
+        parts = sorted({name.split("/")[0] for name in fh.keys()})
+    assert parts == ["fan", "valve"]  # one AE per machine type
     # a model directory is loaded without pickle: every file is JSON or safetensors
     assert {p.suffix for p in model.rglob("*") if p.is_file()} <= {".json", ".safetensors"}
 
@@ -103,8 +106,8 @@ def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
         assert ev["official_score"] == summary[name]["official_score"]
         assert len(list((run / name / "scores").glob("anomaly_score_*_section_00_test.csv"))) == 2
     # ae-mse and ae-mahala share one trained AE: identical front-end weights
-    a = (run / "ae-mse" / "model" / "frontend" / "ae_fan.safetensors").read_bytes()
-    b = (run / "ae-mahala" / "model" / "frontend" / "ae_fan.safetensors").read_bytes()
+    a = (run / "ae-mse" / "model" / "frontend" / "frontend.safetensors").read_bytes()
+    b = (run / "ae-mahala" / "model" / "frontend" / "frontend.safetensors").read_bytes()
     assert a == b
     assert (run / "report" / "index.html").exists()
 
@@ -128,9 +131,9 @@ def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
 def test_saved_model_scores_match_in_process(tiny_data: Path, tmp_path: Path):
     from stethoscope.data import Catalog
     from stethoscope.pipeline.fit import fit_systems
-    from stethoscope.pipeline.model_dir import SystemModel
+    from stethoscope.pipeline.system_model import SystemModel
     from stethoscope.pipeline.score import score_clips
-    from stethoscope.systems.config import get_system
+    from stethoscope.systems import get_system
 
     cat = Catalog.scan(tiny_data)
     cfg = get_system("ae-mahala").with_frontend_params(epochs=2)
@@ -160,7 +163,7 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
         clip_scores = (run / name / "clip_scores.csv").read_text().splitlines()
         assert len(clip_scores) == 1 + sum(
             len(list((tiny_data / "dev_data" / "raw" / m / "test").glob("*.wav"))) for m in MACHINES)
-    w = [(run / s / "model" / "frontend" / "dualcnn_1.safetensors").read_bytes()
+    w = [(run / s / "model" / "frontend" / "frontend.safetensors").read_bytes()
          for s in ("cnn-kmeans", "cnn-ds", "cnn-dtmm")]
     assert w[0] == w[1] == w[2]
     # a 2-seed ensemble: one back end per member, scores averaged
@@ -172,7 +175,7 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
     from stethoscope.state_io import load_state
 
     arrays, _ = load_state(run / "cnn-dtmm" / "model" / "backends", "fan_section_00")
-    kls = arrays["threshold_scores"]
+    kls = (arrays["m0.held_out"] + arrays["m1.held_out"]) / 2  # the two members' held-out KLs
     assert np.isclose(meta["threshold"]["value"], kls.mean() + 3.0 * kls.std(), rtol=1e-9)
     for name in ("acae", "cnn-dtmm"):  # scored on embeddings / on views: both get a 2-D map input
         emb = np.load(run / name / "embeddings.npz")
@@ -221,7 +224,7 @@ def test_front_ends_with_different_settings_are_trained_separately(tiny_data: Pa
     cfg.write_text(f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
                    "systems: [acae, acae-noattn]\nfrontends:\n  acae: {epochs: 1, batch_size: 16}\n")
     _invoke("run", "--config", str(cfg))
-    a = (run / "acae" / "model" / "frontend" / "acae.safetensors").read_bytes()
-    b = (run / "acae-noattn" / "model" / "frontend" / "acae.safetensors").read_bytes()
+    a = (run / "acae" / "model" / "frontend" / "frontend.safetensors").read_bytes()
+    b = (run / "acae-noattn" / "model" / "frontend" / "frontend.safetensors").read_bytes()
     assert a != b
     assert len(list((run / ".work").iterdir())) == 2

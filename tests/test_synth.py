@@ -135,9 +135,11 @@ def test_refuses_to_overwrite(small, tmp_path):
     stray.write_bytes(b"")
     calls = []
     summary = generate_dataset(out, scale=0.01, duration=1.0, machines=["fan"], workers=1,
-                               overwrite=True, progress=lambda d, t: calls.append((d, t)))
+                               overwrite=True,
+                               progress=lambda stage, d, t, info: calls.append((stage, d, t)))
     assert not stray.exists()  # the machine folder was regenerated, not merged
-    assert calls[-1] == (summary["clips"], summary["clips"]) and len(calls) == summary["clips"]
+    n = summary["clips"]
+    assert calls[-1] == ("synthesising clips", n, n) and len(calls) == n
 
 
 def test_rejects_bad_arguments(tmp_path):

@@ -64,7 +64,7 @@ def _clips(x: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
 class AEMSEBackend(Backend):
     """Mean squared reconstruction error of the clip; stateless (fit only satisfies the interface)."""
 
-    name = "ae-mse"
+    inputs = ("residual",)
 
     def fit(self, data: FitData) -> "AEMSEBackend":
         _clips(data.x)
@@ -99,7 +99,7 @@ def precision_matrix(cov: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
 class AEMahalaBackend(Backend):
     """Min over source/target of the Mahalanobis score of the clip's residual blocks (see module doc)."""
 
-    name = "ae-mahala"
+    inputs = ("residual",)
 
     def __init__(self, block_size: int | None = 128, variant: str = "official", reduction: str = "mean_residual",
                  batch_size: int = 256, ridge: float = 1e-6, min_target_blocks: int | None = None) -> None:

@@ -1,56 +1,88 @@
-"""The back-end interface: a scorer fitted per machine type and section on training data only.
+"""The back-end contract: a scorer fitted per machine type and section on training data only.
 
-A back end turns front-end outputs of clips into one anomaly score per clip (higher = more anomalous).
-It never sees test statistics: ``fit`` gets training clips, ``score`` is a pure function of one clip's
-input and the fitted state. State is plain arrays + JSON so a model directory needs no pickle.
+A back end turns front-end outputs of clips into one anomaly score per clip (higher = more
+anomalous). It never sees test statistics: ``fit`` gets training clips, ``score`` is a pure function
+of one clip's input and the fitted state. State is plain arrays + JSON so a model directory needs no
+pickle. What the pipeline asks of a back end is all declared here: the inputs it takes, how it
+fits and scores, the training scores its decision threshold is fitted on, and its state.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
 from stethoscope.registry import Registry
+
+#: One clip group's back-end input: (N, D) embeddings, (N, V, D) views, (N,) scores, or a list of
+#: per-clip (T_i, D) arrays (AE residuals).
+BackendInput = np.ndarray | list[np.ndarray]
 
 
 @dataclass
 class FitData:
     """Training clips of one machine type and section, as the front end sees them.
 
-    ``x``: (N, D) clip embeddings, or (N, V, D) several views per clip (DtMM), or a list of (T_i, D)
-    per-clip frame vectors (AE residuals); ``domains``: (N,) "source"/"target";
-    ``classes``: (N,) int auxiliary class index (attribute class) within the section, or None.
+    ``x``: the front end's output for these clips (see :data:`BackendInput`); ``domains``: (N,)
+    "source"/"target"; ``classes``: (N,) int auxiliary class index (attribute class) within the
+    section, or None; ``seed``: for any randomness in fitting (splits, k-means).
     """
 
-    x: np.ndarray | list[np.ndarray]
+    x: BackendInput
     domains: np.ndarray
     classes: np.ndarray | None = None
     seed: int = 0
 
 
 class Backend(ABC):
-    name: str = ""
+    """Scores clips of one machine type and section."""
+
+    #: registry name, set by :func:`register_backend`
+    name: ClassVar[str] = ""
+    #: the front-end outputs it can score ("embedding", "views", "residual", "recon-error")
+    inputs: ClassVar[tuple[str, ...]] = ("embedding",)
 
     @abstractmethod
-    def fit(self, data: FitData) -> "Backend": ...
+    def fit(self, data: FitData) -> Backend: ...
 
     @abstractmethod
-    def score(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    def score(self, x: BackendInput) -> np.ndarray:
         """(N,) anomaly scores for N clips, same input kind as ``FitData.x``."""
 
+    def threshold_scores(self, data: FitData) -> np.ndarray:
+        """Scores of the training clips that the decision threshold is fitted on.
+
+        By default the fitted back end's scores of its own training clips. A back end that can
+        score training clips as unseen clips (held out, by the same rule as :meth:`score`)
+        overrides this, since in-sample scores run low.
+        """
+        return np.asarray(self.score(data.x), dtype=np.float64)
+
     @abstractmethod
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Arrays (for safetensors) and JSON-able meta that :meth:`from_state` restores."""
 
     @classmethod
     @abstractmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "Backend": ...
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Backend: ...
 
 
 BACKENDS: Registry[type[Backend]] = Registry("back end")
-register_backend = BACKENDS.register
+B = TypeVar("B", bound=type[Backend])
+
+
+def register_backend(name: str) -> Callable[[B], B]:
+    """Class decorator: register a back end under ``name`` and make ``name`` its ``.name``."""
+
+    def deco(cls: B) -> B:
+        cls.name = name
+        BACKENDS.register(name)(cls)
+        return cls
+
+    return deco
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -59,7 +91,7 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
 
 
-def clip_embeddings(x: np.ndarray) -> np.ndarray:
+def clip_embeddings(x: BackendInput) -> np.ndarray:
     """(N, D) unit-length clip embeddings; (N, V, D) view stacks are pooled by their mean direction."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 3:

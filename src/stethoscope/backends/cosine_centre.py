@@ -23,7 +23,7 @@ PER = ("domain", "class", "all")
 
 @register_backend("cosine-centre")
 class CosineCentreBackend(Backend):
-    name = "cosine-centre"
+    inputs = ("embedding", "views")
 
     def __init__(self, per_domain: bool = True, per: str | None = None) -> None:
         per = per or ("domain" if per_domain else "all")

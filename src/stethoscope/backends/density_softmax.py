@@ -41,7 +41,7 @@ LOGITS = ("cosine", "gaussian")
 
 @register_backend("density-softmax")
 class DensitySoftmaxBackend(Backend):
-    name = "density-softmax"
+    inputs = ("embedding", "views")
 
     def __init__(
         self,

@@ -31,7 +31,8 @@ in a stream), with responsibilities r_nk of the clip's views Y under the current
 
 ``n_iter`` > 1 repeats the step with responsibilities from the evolved mixture (prior unchanged).
 Score = matched-component KL from the evolved mixture to the baseline (``mixture_kl``). Threshold:
-the m threshold-training clips' KLs (``threshold_scores``) give T = mean + k * std (population std),
+the m threshold-training clips' KLs (``held_out``, the back end's ``threshold_scores``) give
+T = mean + k * std (population std),
 exposed as ``threshold``; when the split would leave fewer than 2 held-out or 5 model clips, the
 baseline uses all clips and the threshold their in-sample KLs (``threshold_in_sample``).
 """
@@ -116,7 +117,7 @@ def stratified_split(domains: np.ndarray, train_ratio: float, seed: int) -> tupl
 
 @register_backend("dtmm")
 class DtMMBackend(Backend):
-    name = "dtmm"
+    inputs = ("views", "embedding")
 
     def __init__(
         self,
@@ -154,7 +155,7 @@ class DtMMBackend(Backend):
         self.pca_scale: np.ndarray | None = None
         self.resid_stats = np.array([0.0, 1.0])  # mean, std of the residual norm (residual=True)
         self.baseline: Mixture | None = None
-        self.threshold_scores: np.ndarray | None = None
+        self.held_out: np.ndarray | None = None
         self.threshold: float | None = None
         self.threshold_in_sample = False
 
@@ -194,8 +195,8 @@ class DtMMBackend(Backend):
         w = bgm.weights_[keep]
         self.baseline = Mixture(w / w.sum(), bgm.means_[keep].copy(), bgm.covariances_[keep].copy())
 
-        self.threshold_scores = np.array([self._kl_projected(self.project(clips[i])) for i in thr_idx])
-        self.threshold = float(self.threshold_scores.mean() + p["k"] * self.threshold_scores.std())
+        self.held_out = np.array([self._kl_projected(self.project(clips[i])) for i in thr_idx])
+        self.threshold = float(self.held_out.mean() + p["k"] * self.held_out.std())
         return self
 
     # -------------------------------------------------------------- evolution
@@ -252,6 +253,12 @@ class DtMMBackend(Backend):
     def _kl_projected(self, y: np.ndarray) -> float:
         return self.kl_to_baseline(self._evolve_projected(y, self.baseline))
 
+    def threshold_scores(self, data: FitData) -> np.ndarray:
+        """KLs of the held-out threshold-training clips (SPEC 5.3 step 6)."""
+        if self.held_out is None:
+            raise RuntimeError("dtmm: not fitted")
+        return self.held_out
+
     # ---------------------------------------------------------------- scoring
     def score(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
         if self.baseline is None:
@@ -264,7 +271,7 @@ class DtMMBackend(Backend):
         arrays = {
             "pca_mean": self.pca_mean, "pca_components": self.pca_components, "pca_scale": self.pca_scale,
             "resid_stats": self.resid_stats,
-            "weights": b.weights, "means": b.means, "covs": b.covs, "threshold_scores": self.threshold_scores,
+            "weights": b.weights, "means": b.means, "covs": b.covs, "held_out": self.held_out,
         }
         meta = {"params": self.params, "threshold": self.threshold, "threshold_in_sample": self.threshold_in_sample}
         return arrays, meta
@@ -276,7 +283,7 @@ class DtMMBackend(Backend):
         b.pca_mean, b.pca_components, b.pca_scale = f("pca_mean"), f("pca_components"), f("pca_scale")
         b.resid_stats = f("resid_stats") if "resid_stats" in arrays else np.array([0.0, 1.0])
         b.baseline = Mixture(f("weights"), f("means"), f("covs"))
-        b.threshold_scores = f("threshold_scores")
+        b.held_out = f("held_out")
         b.threshold = meta["threshold"]
         b.threshold_in_sample = bool(meta.get("threshold_in_sample", False))
         return b

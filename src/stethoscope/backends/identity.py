@@ -10,7 +10,7 @@ from stethoscope.backends.base import Backend, FitData, register_backend
 
 @register_backend("identity")
 class Identity(Backend):
-    name = "identity"
+    inputs = ("recon-error",)
 
     def fit(self, data: FitData) -> "Identity":
         return self

@@ -25,7 +25,7 @@ from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_nor
 
 @register_backend("kmeans")
 class KMeansBackend(Backend):
-    name = "kmeans"
+    inputs = ("embedding", "views")
 
     def __init__(self, n_clusters: int = 16, n_init: int = 10, domain_norm: str = "none") -> None:
         if domain_norm not in ("none", "median"):
@@ -36,7 +36,7 @@ class KMeansBackend(Backend):
         self.centres: np.ndarray | None = None
         self.n_source_centres = 0
         self.scales = np.ones(2)  # (source, target) distance scales; 1 without domain_norm
-        self.threshold_scores: np.ndarray | None = None
+        self.held_out: np.ndarray | None = None  # training clips scored as unseen clips
 
     def fit(self, data: FitData) -> "KMeansBackend":
         z = clip_embeddings(data.x)
@@ -63,8 +63,13 @@ class KMeansBackend(Backend):
         if self.domain_norm == "median" and len(d_src) and len(d_tgt):
             self.scales = np.maximum([np.median(d_src), np.median(d_tgt)], 1e-6)
         # each training clip as a new clip of its domain would score, for the decision threshold
-        self.threshold_scores = np.concatenate([d_src / self.scales[0], d_tgt / self.scales[1]])
+        self.held_out = np.concatenate([d_src / self.scales[0], d_tgt / self.scales[1]])
         return self
+
+    def threshold_scores(self, data: FitData) -> np.ndarray:
+        if self.held_out is None:
+            raise RuntimeError("kmeans: not fitted")
+        return self.held_out
 
     def _source_centres(self, src: np.ndarray, seed: int) -> np.ndarray:
         """k-means centres of source clips, or the clips themselves when there are too few."""
@@ -90,7 +95,7 @@ class KMeansBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         meta = {"n_clusters": self.n_clusters, "n_init": self.n_init, "n_source_centres": self.n_source_centres,
                 "domain_norm": self.domain_norm}
-        return {"centres": self.centres, "scales": self.scales}, meta
+        return {"centres": self.centres, "scales": self.scales, "held_out": self.held_out}, meta
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "KMeansBackend":
@@ -100,6 +105,7 @@ class KMeansBackend(Backend):
         if "scales" in arrays:
             b.scales = np.asarray(arrays["scales"], dtype=np.float64)
         b.n_source_centres = int(meta.get("n_source_centres", 0))
+        b.held_out = np.asarray(arrays["held_out"], dtype=np.float64)
         return b
 
 

@@ -13,7 +13,7 @@ from stethoscope.backends.base import Backend, FitData, register_backend
 
 @register_backend("zscore")
 class ZScoreDistance(Backend):
-    name = "zscore"
+    inputs = ("embedding",)
 
     def __init__(self, min_std: float = 1e-3) -> None:
         self.min_std = float(min_std)

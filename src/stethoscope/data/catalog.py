@@ -16,6 +16,7 @@ from typing import Iterable, Literal
 
 from stethoscope.data.clip import Clip
 from stethoscope.data.naming import NamingError, parse_name
+from stethoscope.errors import StethoscopeError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ DATASETS = {"dev_data": "dev", "eval_data": "eval"}
 OnError = Literal["skip", "stop"]
 
 
-class DataError(RuntimeError):
+class DataError(StethoscopeError, RuntimeError):
     """A dataset problem the user asked to stop on, or a root with no clips at all."""
 
 

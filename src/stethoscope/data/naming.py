@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stethoscope.errors import StethoscopeError
+
 NO_ATTRIBUTE = "noAttribute"
 
 # 2021-2025 development names (2023-2025 always carry an attribute part, 2021 may not).
@@ -27,7 +29,7 @@ _SUPPLEMENTAL = re.compile(
 _DCASE2020 = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d{2})_(?P<index>\d{8})\.wav$")
 
 
-class NamingError(ValueError):
+class NamingError(StethoscopeError, ValueError):
     """A file name that follows none of the DCASE naming schemes."""
 
 

@@ -7,6 +7,7 @@ threshold; a clip is decided anomalous when its score is strictly above it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
 
@@ -14,9 +15,10 @@ from stethoscope.registry import Registry
 
 
 class ThresholdRule(ABC):
-    name: str = ""
+    #: registry name, set by :func:`register_threshold`
+    name: ClassVar[str] = ""
 
-    def __init__(self, **params) -> None:
+    def __init__(self, **params: Any) -> None:
         self.params = params
         self.value: float | None = None
 
@@ -46,4 +48,15 @@ class ThresholdRule(ABC):
 
 
 THRESHOLDS: Registry[type[ThresholdRule]] = Registry("threshold rule")
-register_threshold = THRESHOLDS.register
+R = TypeVar("R", bound=type[ThresholdRule])
+
+
+def register_threshold(name: str) -> Callable[[R], R]:
+    """Class decorator: register a rule under ``name`` and make ``name`` its ``.name``."""
+
+    def deco(cls: R) -> R:
+        cls.name = name
+        THRESHOLDS.register(name)(cls)
+        return cls
+
+    return deco

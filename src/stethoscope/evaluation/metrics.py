@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import scipy.stats
 from sklearn.metrics import roc_auc_score
+from stethoscope.errors import StethoscopeError
 
 EPS = sys.float_info.epsilon
 MAX_FPR = 0.1
@@ -38,7 +39,7 @@ SCHEMA_KEYS = (
 )
 
 
-class EvaluationError(ValueError):
+class EvaluationError(StethoscopeError, ValueError):
     """A submission or ground truth that cannot be scored; the message names the file or machine."""
 
 

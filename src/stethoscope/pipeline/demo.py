@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stethoscope.pipeline.runner import StudySpec, execute_study
+from stethoscope.pipeline.spec import StudySpec
+from stethoscope.pipeline.study import execute_study
 from stethoscope.ui import console
 
 #: synthetic data of the demo: 7 machine types, 12 % of the DCASE source clips (119 train, 6 per

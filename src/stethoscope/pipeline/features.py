@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Sequence
 
 from stethoscope.data.clip import Clip
-from stethoscope.features.extract import ExtractResult
-from stethoscope.models.base import Progress, resolve_device
+from stethoscope.devices import resolve_device
+from stethoscope.features import FEATURES, ExtractResult, extract
+from stethoscope.progress import Progress
 
 #: the pipeline's name for an extraction result (clips that succeeded, their features, failures)
 FeatureSet = ExtractResult
@@ -16,9 +17,7 @@ FeatureSet = ExtractResult
 def load_features(clips: Sequence[Clip], feature: str, *, cache_dir: Path | None = None,
                   device: str = "auto", on_error: str = "skip",
                   progress: Progress | None = None) -> ExtractResult:
-    from stethoscope.features import FEATURES, extract
-
+    """Features of ``clips`` by the extractor registered as ``feature``, through the cache."""
     extractor = FEATURES.get(feature)()
-    cb = (lambda d, t: progress(f"features ({feature})", d, t, {})) if progress else None
     return extract(list(clips), extractor, cache=cache_dir, device=resolve_device(device),
-                   on_error=on_error, progress=cb)
+                   on_error=on_error, progress=progress)

@@ -1,7 +1,8 @@
 """Training: front ends once per distinct spec, then one back end + threshold per machine and section.
 
 Systems that share a front-end spec (ae-mse/ae-mahala; the three CNN back ends) share one trained
-front end: a study trains the CNN once and fits three back ends on its embeddings.
+front end: a study trains the CNN once and fits three back ends on its embeddings. Both ways in
+(`stethoscope fit` and `stethoscope run`) go through :func:`fit_group`.
 """
 
 from __future__ import annotations
@@ -14,31 +15,35 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from stethoscope.backends.base import BACKENDS, FitData
+from stethoscope.backends.base import BACKENDS, Backend, FitData
 from stethoscope.backends.ensemble import EnsembleBackend
-from stethoscope.data.catalog import Catalog
+from stethoscope.data.catalog import Catalog, DataError
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
 from stethoscope.decision.base import THRESHOLDS
-from stethoscope.models.base import FRONTENDS, FrontEnd, Progress
+from stethoscope.models.base import FRONTENDS, FrontEnd
 from stethoscope.pipeline.features import FeatureSet, load_features
-from stethoscope.pipeline.model_dir import SectionModel, SystemModel, _load_registries
-from stethoscope.systems.config import SystemConfig
+from stethoscope.pipeline.system_model import SectionModel, SystemModel
+from stethoscope.progress import Progress
+from stethoscope.systems import SystemConfig
 
 log = logging.getLogger(__name__)
+
+Failures = list[tuple[Path, str]]
 
 
 @dataclass
 class FitReport:
     models: dict[str, SystemModel] = field(default_factory=dict)
-    failures: list[tuple[Path, str]] = field(default_factory=list)
+    failures: Failures = field(default_factory=list)
 
 
-def group_by_frontend(configs: Sequence[SystemConfig]) -> dict[str, list[SystemConfig]]:
+def group_by_frontend(configs: Sequence[SystemConfig]) -> list[list[SystemConfig]]:
+    """Systems grouped by identical front-end spec, in the order given."""
     groups: dict[str, list[SystemConfig]] = defaultdict(list)
     for cfg in configs:
         groups[cfg.frontend.key()].append(cfg)
-    return dict(groups)
+    return list(groups.values())
 
 
 def train_clips(catalog: Catalog, machines: Sequence[str] | None = None) -> list[Clip]:
@@ -46,14 +51,13 @@ def train_clips(catalog: Catalog, machines: Sequence[str] | None = None) -> list
     if machines:
         clips = [c for c in clips if c.machine in set(machines)]
     if not clips:
-        raise ValueError(f"{catalog.root}: no training clips"
-                         + (f" for machine type(s) {', '.join(machines)}" if machines else ""))
+        raise DataError(f"{catalog.root}: no training clips"
+                        + (f" for machine type(s) {', '.join(machines)}" if machines else ""))
     return clips
 
 
 def fit_frontend(cfg: SystemConfig, feats: FeatureSet, device: str,
                  progress: Progress | None = None, work_dir: Path | None = None) -> FrontEnd:
-    _load_registries()
     frontend = FRONTENDS.get(cfg.frontend.name)(cfg.frontend.params, device=device)
     frontend.fit(feats.clips, feats.features, progress=progress, work_dir=work_dir)
     return frontend
@@ -62,7 +66,6 @@ def fit_frontend(cfg: SystemConfig, feats: FeatureSet, device: str,
 def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
                  progress: Progress | None = None, seed: int = 0) -> SystemModel:
     """Fit the system's back end and threshold for every machine type and section."""
-    _load_registries()
     model = SystemModel(config=cfg, frontend=frontend)
     keys = sorted({(c.machine, c.section) for c in feats.clips})
     backend_cls = BACKENDS.get(cfg.backend.name)
@@ -75,20 +78,42 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
         classes, _ = class_labels(clips)
         data = FitData(x=x, domains=np.array([c.domain or "source" for c in clips]),
                        classes=classes, seed=seed)
-        n_members = int(getattr(frontend, "n_members", 1))
-        if n_members > 1:  # seed ensemble: one back end per member, scores averaged
+        backend: Backend
+        if frontend.n_members > 1:  # seed ensemble: one back end per member, scores averaged
             backend = EnsembleBackend([backend_cls(**cfg.backend.params)
-                                       for _ in range(n_members)]).fit(data)
+                                       for _ in range(frontend.n_members)])
         else:
-            backend = backend_cls(**cfg.backend.params).fit(data)
-        own = getattr(backend, "threshold_scores", None)
-        train_scores = np.asarray(own) if own is not None and len(own) else backend.score(x)
+            backend = backend_cls(**cfg.backend.params)
+        backend.fit(data)
         rule = threshold_cls(**cfg.threshold.params)
-        rule.fit(train_scores)
+        rule.fit(backend.threshold_scores(data))
         model.sections[(machine, section)] = SectionModel(backend, rule, n_train=len(clips))
         if progress:
             progress(f"{cfg.name}: back ends", i + 1, len(keys), {"machine": machine})
     return model
+
+
+def fit_group(group: Sequence[SystemConfig], clips: Sequence[Clip], *,
+              cache_dir: Path | None, device: str, on_error: str, progress: Progress | None,
+              work_dir: Path | None, frontend: FrontEnd | None = None
+              ) -> tuple[dict[str, SystemModel], Failures]:
+    """Train the front end the systems of ``group`` share (unless given) and fit each back end.
+
+    ``work_dir`` holds the front end's checkpoints (a rerun resumes there).
+    """
+    feature = FRONTENDS.get(group[0].frontend.name).feature
+    feats = load_features(clips, feature, cache_dir=cache_dir, device=device, on_error=on_error,
+                          progress=progress)
+    if not feats.clips:
+        raise DataError("no usable training clips: every one of them failed to load")
+    if frontend is None:
+        frontend = fit_frontend(group[0], feats, device, progress, work_dir)
+    models = {}
+    for cfg in group:
+        model = fit_backends(cfg, frontend, feats, progress)
+        model.info["train_failures"] = [[str(p), r] for p, r in feats.failures]
+        models[cfg.name] = model
+    return models, feats.failures
 
 
 def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
@@ -96,22 +121,16 @@ def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
                 device: str = "auto", on_error: str = "skip", progress: Progress | None = None,
                 save_to: Callable[[SystemConfig], Path] | None = None,
                 work_dir: Path | None = None) -> FitReport:
-    _load_registries()
+    """Train ``configs`` on the catalog's training clips; each model saved where ``save_to`` says."""
     report = FitReport()
     clips = train_clips(catalog, machines)
-    for _, group in group_by_frontend(configs).items():
-        lead = group[0]
-        feature = FRONTENDS.get(lead.frontend.name).feature
-        feats = load_features(clips, feature, cache_dir=cache_dir, device=device,
-                              on_error=on_error, progress=progress)
-        report.failures.extend(feats.failures)
-        fe_work = (work_dir / lead.frontend.slug()) if work_dir else None
-        frontend = fit_frontend(lead, feats, device, progress, fe_work)
-        for cfg in group:
-            model = fit_backends(cfg, frontend, feats, progress)
-            model.info["failures"] = [[str(p), r] for p, r in feats.failures]
+    for group in group_by_frontend(configs):
+        fe_work = (work_dir / group[0].frontend.slug()) if work_dir else None
+        models, failures = fit_group(group, clips, cache_dir=cache_dir, device=device,
+                                     on_error=on_error, progress=progress, work_dir=fe_work)
+        report.failures.extend(failures)
+        for name, model in models.items():
             if save_to is not None:
-                model.save(save_to(cfg))
-            report.models[cfg.name] = model
+                model.save(save_to(model.config))
+            report.models[name] = model
     return report
-

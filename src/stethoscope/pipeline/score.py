@@ -9,12 +9,12 @@ from typing import Sequence
 
 import numpy as np
 
-from stethoscope.data.catalog import Catalog
+from stethoscope.data.catalog import Catalog, DataError
 from stethoscope.data.clip import Clip
 from stethoscope.evaluation.submission import write_submission
-from stethoscope.models.base import Progress
+from stethoscope.progress import Progress
 from stethoscope.pipeline.features import load_features
-from stethoscope.pipeline.model_dir import SystemModel
+from stethoscope.pipeline.system_model import SystemModel
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def score_catalog(model: SystemModel, catalog: Catalog, out_dir: str | Path, *,
     for item in report.skipped_machines:
         log.warning("no fitted back end for %s in this model; its test clips are not scored", item)
     if not usable:
-        raise ValueError(f"{catalog.root}: no test clips of the model's machine types "
+        raise DataError(f"{catalog.root}: no test clips of the model's machine types "
                          f"({', '.join(model.machines())})")
     results, report.failures = score_clips(model, usable, cache_dir=cache_dir, device=device,
                                            on_error=on_error, progress=progress,

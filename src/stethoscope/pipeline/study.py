@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,19 +23,21 @@ from typing import Sequence
 import numpy as np
 
 from stethoscope.data.catalog import Catalog
+from stethoscope.errors import ConfigError
 from stethoscope.evaluation import evaluate_scores_dir
-from stethoscope.models.base import FRONTENDS, Progress
 from stethoscope.pipeline.features import load_features
-from stethoscope.pipeline.fit import fit_backends, fit_frontend, group_by_frontend, train_clips
-from stethoscope.pipeline.model_dir import SystemModel, _load_registries, is_model_dir
+from stethoscope.pipeline.fit import fit_group, group_by_frontend, train_clips
 from stethoscope.pipeline.score import score_catalog
+from stethoscope.pipeline.spec import StudySpec
+from stethoscope.pipeline.system_model import SystemModel, is_model_dir
+from stethoscope.progress import Progress
 from stethoscope.state_io import atomic_write_text, read_json, write_json
-from stethoscope.systems.config import SystemConfig
+from stethoscope.systems import SystemConfig
 
 log = logging.getLogger(__name__)
 
 
-class StudyConflict(ValueError):
+class StudyConflict(ConfigError):
     """RUN_DIR already holds a different system under the same name."""
 
 
@@ -62,7 +65,6 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
               machines: Sequence[str] | None = None, cache_dir: Path | None = None,
               device: str = "auto", on_error: str = "skip", ground_truth: Path | None = None,
               overwrite: bool = False, progress: Progress | None = None) -> StudyResult:
-    _load_registries()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.scan(data, on_error=on_error, machines=machines)
@@ -70,7 +72,7 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
     for cfg in configs:
         _check_no_conflict(run_dir, cfg, overwrite)
     clips = train_clips(catalog, machines)
-    for _, group in group_by_frontend(configs).items():
+    for group in group_by_frontend(configs):
         pending = [c for c in group if not _finished(run_dir, c)]
         for c in group:
             if c not in pending:
@@ -79,27 +81,24 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
                                                         ev.get("official_score"), ev)
         if not pending:
             continue
-        to_fit = [c for c in pending if not is_model_dir(system_dir(run_dir, c.name) / "model")]
+        saved = [c for c in group if is_model_dir(system_dir(run_dir, c.name) / "model")]
+        to_fit = [c for c in pending if c not in saved]
         models: dict[str, SystemModel] = {}
         train_failures: list[tuple[str, str]] = []
         if to_fit:
-            feature = FRONTENDS.get(group[0].frontend.name).feature
-            feats = load_features(clips, feature, cache_dir=cache_dir, device=device,
-                                  on_error=on_error, progress=progress)
-            train_failures = [(str(p), r) for p, r in feats.failures]
-            donor = next((c for c in group if is_model_dir(system_dir(run_dir, c.name) / "model")),
-                         None)
-            if donor is not None:
-                frontend = SystemModel.load(system_dir(run_dir, donor.name) / "model", device).frontend
-                log.info("%s: reusing the front end trained for %s", group[0].frontend.name, donor.name)
-            else:
-                work = run_dir / ".work" / group[0].frontend.slug()
-                frontend = fit_frontend(to_fit[0], feats, device, progress, work)
-            for cfg in to_fit:
-                model = fit_backends(cfg, frontend, feats, progress)
-                model.info["train_failures"] = [[str(p), r] for p, r in feats.failures]
-                model.save(system_dir(run_dir, cfg.name) / "model")
-                models[cfg.name] = model
+            donor = None
+            if saved:  # a system of this group was saved earlier: reuse its trained front end
+                donor = SystemModel.load(system_dir(run_dir, saved[0].name) / "model",
+                                         device).frontend
+                log.info("%s: reusing the front end trained for %s", group[0].frontend.name,
+                         saved[0].name)
+            models, failures = fit_group(
+                to_fit, clips, cache_dir=cache_dir, device=device, on_error=on_error,
+                progress=progress, work_dir=run_dir / ".work" / group[0].frontend.slug(),
+                frontend=donor)
+            train_failures = [(str(p), r) for p, r in failures]
+            for name, model in models.items():
+                model.save(system_dir(run_dir, name) / "model")
         for cfg in pending:
             model = models.get(cfg.name) or SystemModel.load(
                 system_dir(run_dir, cfg.name) / "model", device)
@@ -199,3 +198,47 @@ def _write_embeddings(path: Path, model: SystemModel, rep, cache_dir, device, on
              label=np.array([c.label or "" for c in clips]),
              file_name=np.array([c.name for c in clips]))
     tmp.replace(path)
+
+
+def execute_study(spec: StudySpec) -> StudyResult:
+    """Run a study as the CLI does: progress display, report, summary table on stdout."""
+    from stethoscope.features.cache import default_cache_dir
+    from stethoscope.ui import progress_display
+
+    cache = spec.cache_dir if spec.cache_dir is not None else default_cache_dir()
+    configs = spec.system_configs()
+    t0 = time.perf_counter()
+    with progress_display() as progress:
+        result = run_study(Path(spec.data), Path(spec.out), configs, machines=spec.machines,
+                           cache_dir=cache, device=spec.device, on_error=spec.on_error,
+                           ground_truth=spec.ground_truth, overwrite=spec.overwrite,
+                           progress=progress)
+    wall = time.perf_counter() - t0
+    report_path = None
+    if spec.report:
+        from stethoscope.report import build_report
+
+        report_path = build_report(Path(spec.out))
+    # plain stdout, never wrapped: tables must stay readable in logs and pipes
+    print(summary_text(result, wall, report_path), flush=True)
+    return result
+
+
+def summary_text(result: StudyResult, wall: float, report_path: Path | None) -> str:
+    from stethoscope.report.tables import table1_text
+
+    lines = [table1_text(result.run_dir), ""]
+    for name, oc in result.outcomes.items():
+        score = f"{100 * oc.official_score:.2f}" if oc.official_score is not None else "n/a"
+        lines.append(f"{name:14s} {oc.status:28s} official score {score}")
+        for path, reason in oc.failures[:5]:
+            lines.append(f"    skipped {path}: {reason}")
+        if len(oc.failures) > 5:
+            lines.append(f"    ... and {len(oc.failures) - 5} more skipped files")
+    if result.catalog_issues:
+        lines.append(f"{len(result.catalog_issues)} file(s) skipped while reading the dataset:")
+        lines += [f"    {i}" for i in result.catalog_issues[:10]]
+    lines.append(f"wall time {wall:.0f} s; outputs in {result.run_dir}")
+    if report_path:
+        lines.append(f"report: {report_path}")
+    return "\n".join(lines)

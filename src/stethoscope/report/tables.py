@@ -16,8 +16,6 @@ from typing import Iterable
 from stethoscope.evaluation.metrics import floored_hmean
 from stethoscope.state_io import read_json
 
-#: The report's order; other systems follow alphabetically.
-SYSTEM_ORDER = ("spectral", "ae-mse", "ae-mahala", "cnn-kmeans", "cnn-ds", "cnn-dtmm", "acae")
 #: Table 1 metrics: (column label, evaluation.json key).
 TABLE1_METRICS = (("AUC-s", "auc_source"), ("AUC-t", "auc_target"), ("pAUC", "pauc"))
 PRF_METRICS = (
@@ -29,10 +27,12 @@ MISSING = "–"
 
 
 def order_systems(names: Iterable[str]) -> list[str]:
-    """Known systems in the report's order, then the rest alphabetically."""
-    names = set(names)
-    known = [n for n in SYSTEM_ORDER if n in names]
-    return known + sorted(names - set(known))
+    """Built-in systems in catalogue order, then the rest (user-defined) alphabetically."""
+    from stethoscope.systems import system_names  # deferred: tables alone need no torch
+
+    wanted = set(names)
+    known = [n for n in system_names() if n in wanted]
+    return known + sorted(wanted - set(known))
 
 
 @dataclass

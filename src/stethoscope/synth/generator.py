@@ -16,19 +16,20 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
 from stethoscope import SAMPLE_RATE
 from stethoscope.audio import write_wav
 from stethoscope.data.naming import dev_name
+from stethoscope.errors import ConfigError, StethoscopeError
+from stethoscope.progress import Progress
 from stethoscope.synth import anomalies, sources as S
 from stethoscope.synth.background import background
 from stethoscope.synth.machines import DEFAULT_MACHINES, MACHINES, MachineType
 from stethoscope.synth.scene import render
 
-Progress = Callable[[int, int], None]
 
 #: Clip counts per machine at scale 1.0 (the DCASE2025 development set) and the floors at any scale.
 FULL_COUNTS = {"train_source": 990, "train_target": 10, "test": 50, "supplemental": 100}
@@ -37,6 +38,10 @@ TARGET_SNR_DB = (-6.0, -3.0)  # the target site is noisier: shifts of the low an
 _CODES = {"train": 1, "test": 2, "supplemental": 3, "source": 1, "target": 2,
           "normal": 1, "anomaly": 2, "clean": 3, "noise": 4}
 
+
+
+class DatasetExists(StethoscopeError, FileExistsError):
+    """The output folder already holds a dataset and overwriting was not allowed."""
 
 @dataclass
 class ClipJob:
@@ -67,11 +72,11 @@ def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str
     ``target_train`` fixes the number of target-domain training clips whatever the scale (the
     first-shot setting of DCASE has 10 of them, and a small demo should keep that)."""
     if not 0 < scale <= 10:
-        raise ValueError(f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}")
+        raise ConfigError(f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}")
     counts = {k: max(MIN_COUNTS[k], int(round(v * scale))) for k, v in FULL_COUNTS.items()}
     if target_train is not None:
         if not 1 <= target_train <= 9999:
-            raise ValueError(f"target_train must be in [1, 9999], got {target_train}")
+            raise ConfigError(f"target_train must be in [1, 9999], got {target_train}")
         counts["train_target"] = int(target_train)
     return counts
 
@@ -191,7 +196,7 @@ def _write_manifest(out: Path, jobs: list[ClipJob]) -> None:
 def _prepare(out: Path, names: list[str], overwrite: bool) -> None:
     if (out / "dev_data").exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(
+            raise DatasetExists(
                 f"{out}: already holds a dev_data folder; choose an empty folder or allow "
                 "overwriting (overwrite=True, or --overwrite on the command line), which replaces "
                 "the folders of the machine types being generated")
@@ -213,7 +218,7 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
     """Write a synthetic DCASE2025-layout development set; returns a summary.
 
     ``scale`` shrinks the clip counts (floors keep every metric defined); ``workers`` processes
-    render in parallel (default: up to 2); ``progress(done, total)`` is called as clips land.
+    render in parallel (default: up to 2); ``progress("synthesising clips", done, total, {})`` is called as clips land.
     A folder that already holds ``dev_data`` is refused (FileExistsError) unless ``overwrite``,
     which deletes and rewrites the folders of the requested machine types only. The bytes depend
     only on (seed, scale, duration) per machine type, not on ``workers`` or the other types.
@@ -225,11 +230,11 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
     names = list(dict.fromkeys(machines)) if machines else list(DEFAULT_MACHINES)
     unknown = [m for m in names if m not in MACHINES]
     if unknown:
-        raise ValueError(f"unknown machine type(s) {unknown}; known: {sorted(MACHINES)}")
+        raise ConfigError(f"unknown machine type(s) {unknown}; known: {sorted(MACHINES)}")
     if duration < 0.5:
-        raise ValueError(f"duration must be at least 0.5 s, got {duration}")
+        raise ConfigError(f"duration must be at least 0.5 s, got {duration}")
     if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     clip_counts(scale, target_train)  # validate before touching the folder
     _prepare(out, names, overwrite)
     jobs: list[ClipJob] = []
@@ -249,13 +254,13 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
             _work(job)
             done += 1
             if progress:
-                progress(done, total)
+                progress("synthesising clips", done, total, {})
     else:
         with _context().Pool(workers) as pool:
             for _ in pool.imap_unordered(_work, jobs, chunksize=8):
                 done += 1
                 if progress:
-                    progress(done, total)
+                    progress("synthesising clips", done, total, {})
     _write_manifest(out, jobs)
     per_machine = {}
     for name in names:

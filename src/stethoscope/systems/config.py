@@ -2,14 +2,21 @@
 
 Systems are plain data so they can be written to a model directory, read from a YAML study config
 and compared: two systems with the same front-end spec share one trained front end in a study.
+Registering a system checks that its components exist and fit together, so a broken entry fails at
+import time with a message naming it, not hours into a study.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from stethoscope.backends.base import BACKENDS
+from stethoscope.decision.base import THRESHOLDS
+from stethoscope.errors import ConfigError
+from stethoscope.models.base import FRONTENDS
 from stethoscope.registry import Registry
 
 
@@ -23,8 +30,6 @@ class ComponentSpec:
 
     def slug(self) -> str:
         """Folder-safe id of this exact spec: two specs of one front end never share a work folder."""
-        import hashlib
-
         return f"{self.name}-{hashlib.sha1(self.key().encode()).hexdigest()[:10]}"
 
 
@@ -34,41 +39,51 @@ class SystemConfig:
     frontend: ComponentSpec
     backend: ComponentSpec
     threshold: ComponentSpec
-    #: what the front end hands the back end: "embedding", "views", "residual", "recon-error", ...
+    #: what the front end hands the back end: one of the front end's ``outputs``
     backend_input: str = "embedding"
     description: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SystemConfig":
+    def from_dict(cls, d: dict[str, Any]) -> SystemConfig:
         return cls(
-            name=d["name"], frontend=ComponentSpec(**d["frontend"]),
-            backend=ComponentSpec(**d["backend"]), threshold=ComponentSpec(**d["threshold"]),
-            backend_input=d.get("backend_input", "embedding"), description=d.get("description", ""),
+            name=d["name"],
+            frontend=ComponentSpec(**d["frontend"]),
+            backend=ComponentSpec(**d["backend"]),
+            threshold=ComponentSpec(**d["threshold"]),
+            backend_input=d.get("backend_input", "embedding"),
+            description=d.get("description", ""),
         )
 
-    def with_frontend_params(self, **params: Any) -> "SystemConfig":
-        """Override front-end parameters (e.g. epochs from the command line)."""
+    def with_frontend_params(self, **params: Any) -> SystemConfig:
+        """Override front-end parameters (e.g. epochs from the command line); None keeps a value."""
         merged = {**self.frontend.params, **{k: v for k, v in params.items() if v is not None}}
         return replace(self, frontend=ComponentSpec(self.frontend.name, merged))
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming this system when its parts do not exist or fit."""
+        for role, spec, registry in (("front end", self.frontend, FRONTENDS),
+                                     ("back end", self.backend, BACKENDS),
+                                     ("threshold rule", self.threshold, THRESHOLDS)):
+            if spec.name not in registry:
+                raise ConfigError(f"system '{self.name}': unknown {role} '{spec.name}'; "
+                                  f"known: {', '.join(registry.names())}")
+        frontend = FRONTENDS.get(self.frontend.name)
+        backend = BACKENDS.get(self.backend.name)
+        if self.backend_input not in frontend.outputs:
+            raise ConfigError(f"system '{self.name}': front end '{frontend.name}' does not produce "
+                              f"'{self.backend_input}' (it gives {', '.join(frontend.outputs)})")
+        if self.backend_input not in backend.inputs:
+            raise ConfigError(f"system '{self.name}': back end '{backend.name}' does not take "
+                              f"'{self.backend_input}' (it takes {', '.join(backend.inputs)})")
 
 
 SYSTEMS: Registry[SystemConfig] = Registry("system")
 
 
 def register_system(cfg: SystemConfig) -> SystemConfig:
+    """Add a system to the catalogue after checking it (:meth:`SystemConfig.check`)."""
+    cfg.check()
     return SYSTEMS.register(cfg.name)(cfg)
-
-
-def get_system(name: str) -> SystemConfig:
-    from stethoscope.systems import catalogue  # noqa: F401  (fills the registry)
-
-    return SYSTEMS.get(name)
-
-
-def system_names() -> list[str]:
-    from stethoscope.systems import catalogue  # noqa: F401
-
-    return SYSTEMS.names()

@@ -15,17 +15,12 @@ from pathlib import Path
 from stethoscope import __version__
 from stethoscope.backends.base import BACKENDS, Backend
 from stethoscope.decision.base import ThresholdRule
+from stethoscope.errors import ModelError
 from stethoscope.models.base import FRONTENDS, FrontEnd
 from stethoscope.state_io import load_state, read_json, save_state, write_json
-from stethoscope.systems.config import SystemConfig
+from stethoscope.systems import SystemConfig
 
 FORMAT_VERSION = 1
-
-
-def _load_registries() -> None:
-    import stethoscope.backends  # noqa: F401
-    import stethoscope.decision  # noqa: F401
-    import stethoscope.models.adapters  # noqa: F401
 
 
 @dataclass
@@ -66,15 +61,14 @@ class SystemModel:
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "auto") -> "SystemModel":
-        _load_registries()
         directory = Path(directory)
         meta_path = directory / "system.json"
         if not meta_path.exists():
-            raise FileNotFoundError(f"{directory}: not a model directory (no system.json); "
+            raise ModelError(f"{directory}: not a model directory (no system.json); "
                                     "train one with `stethoscope fit`")
         meta = read_json(meta_path)
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{directory}: model format {meta['format_version']} is newer than "
+            raise ModelError(f"{directory}: model format {meta['format_version']} is newer than "
                              f"this stethoscope ({FORMAT_VERSION}); upgrade stethoscope")
         config = SystemConfig.from_dict(meta["system"])
         frontend = FRONTENDS.get(config.frontend.name).load(directory / "frontend", device=device)

@@ -1,0 +1,42 @@
+"""Scoring commands: a saved model on the test clips of a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERROR,
+                                     cache_dir_or_default, machine_list, report_failures)
+
+
+@click.command()
+@click.option("--model", "model_dir", type=DATA_ROOT, required=True)
+@click.option("--data", type=DATA_ROOT, required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="scores folder")
+@MACHINES
+@CACHE
+@DEVICE
+@ON_ERROR
+def score(model_dir: Path, data: Path, out: Path, machines: str | None, cache_dir: Path | None,
+          device: str, on_error: str) -> None:
+    """Score the test clips of ROOT with a saved model: official score/decision CSVs."""
+    from stethoscope.data import Catalog
+    from stethoscope.pipeline.score import score_catalog
+    from stethoscope.pipeline.system_model import SystemModel
+    from stethoscope.ui import progress_display
+
+    model = SystemModel.load(model_dir, device=device)
+    catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
+    with progress_display() as progress:
+        rep = score_catalog(model, catalog, out, cache_dir=cache_dir_or_default(cache_dir),
+                            device=device, on_error=on_error, progress=progress)
+    for machine, section, n in rep.written:
+        click.echo(f"{machine} section {section}: {n} clips scored")
+    for item in rep.skipped_machines:
+        click.echo(f"not scored (no back end in this model): {item}", err=True)
+    report_failures(rep.failures + [(i.path, i.reason) for i in catalog.issues], "scoring")
+    click.echo(f"CSVs in {out}")
+
+
+COMMANDS = [score]

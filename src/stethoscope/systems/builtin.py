@@ -1,0 +1,82 @@
+"""The built-in systems: the report's Table 1, the official baselines, the k-means reference,
+measured variants and ablations. Their order here is the order they are listed and reported in."""
+
+from __future__ import annotations
+
+from stethoscope.systems.config import ComponentSpec, SystemConfig, register_system
+
+AE = ComponentSpec("ae", {"epochs": 100, "batch_size": 256, "lr": 1e-3, "val_split": 0.1})
+CNN = ComponentSpec("dualcnn", {"epochs": 10, "batch_size": 64, "lr": 1e-3})
+ACAE = ComponentSpec("acae", {"epochs": 20, "batch_size": 32, "lr": 1e-3})
+P90 = ComponentSpec("percentile", {"q": 90.0})
+GAMMA90 = ComponentSpec("gamma", {"percentile": 90.0})
+MCV = ComponentSpec("mcv", {"coverage": 1.0})
+MU_3_SIGMA = ComponentSpec("mu-k-sigma", {"k": 3.0})
+
+#: the six systems of the report's Table 1 (what ``--systems all`` runs)
+TABLE1 = ("ae-mse", "ae-mahala", "cnn-kmeans", "cnn-ds", "cnn-dtmm", "acae")
+
+BUILTIN = [
+    SystemConfig(
+        name="spectral", frontend=ComponentSpec("spectral"), backend=ComponentSpec("zscore"),
+        threshold=P90, backend_input="embedding",
+        description="z-scored distance of the mean log-mel spectrum to the training mean "
+                    "(reference)"),
+    SystemConfig(
+        name="ae-mse", frontend=AE, backend=ComponentSpec("ae-mse"), threshold=GAMMA90,
+        backend_input="residual", description="official DCASE2025 baseline, reconstruction MSE"),
+    SystemConfig(
+        name="ae-mahala", frontend=AE, backend=ComponentSpec("ae-mahala"), threshold=GAMMA90,
+        backend_input="residual",
+        description="official DCASE2025 baseline, Mahalanobis distance of the residual"),
+    SystemConfig(
+        name="cnn-kmeans", frontend=CNN, backend=ComponentSpec("kmeans", {"n_clusters": 16}),
+        threshold=P90, backend_input="embedding",
+        description="dual-branch CNN + k-means (Wilkinghoff; the back end the report replaces)"),
+    SystemConfig(
+        name="cnn-ds", frontend=CNN, backend=ComponentSpec("density-softmax"), threshold=P90,
+        backend_input="embedding", description="dual-branch CNN + DensitySoftmax (report system 1)"),
+    SystemConfig(
+        name="cnn-dtmm", frontend=CNN, backend=ComponentSpec("dtmm"), threshold=MU_3_SIGMA,
+        backend_input="views",
+        description="dual-branch CNN + DtMM mixture evolution, T = mu + k sigma (report system 2)"),
+    SystemConfig(
+        name="acae", frontend=ACAE, backend=ComponentSpec("cosine-centre"), threshold=MCV,
+        backend_input="embedding",
+        description="attention-conv autoencoder + noisy-ArcMix, cosine score, MCV threshold "
+                    "(report system 3)"),
+    SystemConfig(
+        name="cnn-kmeans-dn", frontend=CNN,
+        backend=ComponentSpec("kmeans", {"n_clusters": 16, "domain_norm": "median"}),
+        threshold=P90, backend_input="embedding",
+        description="CNN k-means with per-domain distance scaling (beyond the report)"),
+    SystemConfig(
+        name="cnn-ds-density", frontend=CNN,
+        backend=ComponentSpec("density-softmax", {"variant": "neg-logsumexp"}), threshold=P90,
+        backend_input="embedding",
+        description="CNN-DS variant: pure density score -logsumexp_i l_i(x)"),
+    SystemConfig(
+        name="cnn-dtmm-residual", frontend=CNN, backend=ComponentSpec("dtmm", {"residual": True}),
+        threshold=MU_3_SIGMA, backend_input="views",
+        description="CNN-DtMM variant: PCA reconstruction error as an extra dimension"),
+    SystemConfig(
+        name="acae-noattn", frontend=ComponentSpec("acae", {**ACAE.params, "attention": False}),
+        backend=ComponentSpec("cosine-centre"), threshold=MCV, backend_input="embedding",
+        description="ACAE ablation: no attention"),
+    SystemConfig(
+        name="acae-mseonly", frontend=ComponentSpec("acae", {**ACAE.params, "arcmix": False}),
+        backend=ComponentSpec("cosine-centre"), threshold=MCV, backend_input="embedding",
+        description="ACAE ablation: MSE loss only"),
+    SystemConfig(
+        name="acae-classcentre", frontend=ACAE,
+        backend=ComponentSpec("cosine-centre", {"per": "class"}), threshold=MCV,
+        backend_input="embedding",
+        description="ACAE with one cosine centre per attribute class (beyond the report)"),
+    SystemConfig(
+        name="acae-recon", frontend=ACAE, backend=ComponentSpec("identity"), threshold=MCV,
+        backend_input="recon-error",
+        description="ACAE ablation: reconstruction error as the score"),
+]
+
+for _cfg in BUILTIN:
+    register_system(_cfg)
