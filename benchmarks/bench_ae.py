@@ -30,8 +30,12 @@ def main() -> None:
     ap.add_argument("--machine", default=None)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=AEConfig.threads,
-                    help="torch threads on the CPU (default: the AE's own setting)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=AEConfig.threads,
+        help="torch threads on the CPU (default: the AE's own setting)",
+    )
     args = ap.parse_args()
     cat = Catalog.scan(args.data)
     machine = args.machine or cat.machines()[0]
@@ -41,16 +45,20 @@ def main() -> None:
     tr = extract(train, fx)
     te = extract(test, fx)
     n_vec = sum(len(v) for v in tr.features)
-    print(f"machine {machine}: {len(tr.clips)} train clips ({n_vec} vectors), "
-          f"{len(te.clips)} test clips; torch {torch.__version__}, {args.threads} thread(s) on "
-          f"the CPU, device {args.device}")
+    print(
+        f"machine {machine}: {len(tr.clips)} train clips ({n_vec} vectors), "
+        f"{len(te.clips)} test clips; torch {torch.__version__}, {args.threads} thread(s) on "
+        f"the CPU, device {args.device}"
+    )
     cfg = AEConfig(epochs=args.epochs, threads=args.threads)
     t0 = time.perf_counter()
     model, hist = train_ae(tr.features, cfg, args.device)
     dt = time.perf_counter() - t0
     per_epoch = float(np.median([h["seconds"] for h in hist]))
-    print(f"training: {dt:.1f} s for {args.epochs} epochs; per epoch median {per_epoch:.2f} s "
-          f"({n_vec / per_epoch:,.0f} vectors/s); 100 epochs ~ {100 * per_epoch:.0f} s")
+    print(
+        f"training: {dt:.1f} s for {args.epochs} epochs; per epoch median {per_epoch:.2f} s "
+        f"({n_vec / per_epoch:,.0f} vectors/s); 100 epochs ~ {100 * per_epoch:.0f} s"
+    )
     dev = resolve_device(args.device)
     with cpu_threads(args.threads, dev):  # as the AE front end scores
         res_tr = reconstruction_residuals(model, tr.features, device=dev)
@@ -62,8 +70,10 @@ def main() -> None:
         mse.score(res_te)
         mahala.score(res_te)
         dt = time.perf_counter() - t0
-    print(f"scoring (residuals + MSE + Mahalanobis, features excluded): "
-          f"{1000 * dt / max(len(te.clips), 1):.1f} ms/clip")
+    print(
+        f"scoring (residuals + MSE + Mahalanobis, features excluded): "
+        f"{1000 * dt / max(len(te.clips), 1):.1f} ms/clip"
+    )
 
 
 if __name__ == "__main__":

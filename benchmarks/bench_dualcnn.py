@@ -23,14 +23,19 @@ from stethoscope.models.dualcnn import DualCNNConfig, embed, embed_views, train_
 SR = 16_000
 
 
-def synthetic_clips(n: int, seconds: float, n_classes: int,
-                    seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+def synthetic_clips(
+    n: int, seconds: float, n_classes: int, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR), dtype=np.float32) / SR
     labels = rng.integers(0, n_classes, n)
-    waves = [(0.1 * np.sin(2 * np.pi * 100.0 * (c + 1) * t + rng.uniform(0, 6.3))
-              + 0.05 * rng.standard_normal(t.size).astype(np.float32)).astype(np.float32)
-             for c in labels]
+    waves = [
+        (
+            0.1 * np.sin(2 * np.pi * 100.0 * (c + 1) * t + rng.uniform(0, 6.3))
+            + 0.05 * rng.standard_normal(t.size).astype(np.float32)
+        ).astype(np.float32)
+        for c in labels
+    ]
     return waves, labels
 
 
@@ -46,8 +51,10 @@ def main() -> None:
 
     waves, labels = synthetic_clips(args.clips, args.seconds, 7)
     cfg = DualCNNConfig(epochs=args.epochs, batch_size=args.batch, seed=0, threads=args.threads)
-    print(f"training {args.clips} clips x {args.seconds:g} s, batch {args.batch}, "
-          f"{args.threads} thread(s)")
+    print(
+        f"training {args.clips} clips x {args.seconds:g} s, batch {args.batch}, "
+        f"{args.threads} thread(s)"
+    )
     cpu_rates: list[float] = []
     clock = [time.process_time()]
 
@@ -57,13 +64,17 @@ def main() -> None:
         now = time.process_time()
         cpu_rates.append(args.clips / max(now - clock[0], 1e-9))  # per CPU-second, all threads
         clock[0] = now
-        print(f"  epoch {e}/{n}: {m['samples_per_s']:.1f} clips/s wall ({m['seconds']:.1f} s), "
-              f"{cpu_rates[-1]:.1f} clips per CPU-second, loss {m['loss']:.3f}")
+        print(
+            f"  epoch {e}/{n}: {m['samples_per_s']:.1f} clips/s wall ({m['seconds']:.1f} s), "
+            f"{cpu_rates[-1]:.1f} clips per CPU-second, loss {m['loss']:.3f}"
+        )
 
     model, history = train_dualcnn(waves, labels, 7, cfg, "cpu", progress=report)
     best = max(h["samples_per_s"] for h in history)
-    print(f"train: best epoch {best:.1f} clips/s wall, {max(cpu_rates):.1f} clips per CPU-second "
-          f"(wall ~= threads x the latter on an idle machine)")
+    print(
+        f"train: best epoch {best:.1f} clips/s wall, {max(cpu_rates):.1f} clips per CPU-second "
+        f"(wall ~= threads x the latter on an idle machine)"
+    )
 
     ew = waves[: args.embed_clips]
     with torch_threads(args.threads):  # as the front end embeds

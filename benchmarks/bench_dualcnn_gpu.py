@@ -38,8 +38,9 @@ def synthetic_set(n_machines: int, per_machine: int, seconds: float, n_attrs: in
         bases = []
         for a in range(n_attrs):  # one base waveform per (machine, attribute), shifted per clip
             f0 = base_f0 * (1.0 + 0.03 * a)
-            bases.append(sum(np.sin(2 * np.pi * f0 * h * t).astype(np.float32) / h
-                             for h in (1, 2, 3, 5)))
+            bases.append(
+                sum(np.sin(2 * np.pi * f0 * h * t).astype(np.float32) / h for h in (1, 2, 3, 5))
+            )
         attrs = rng.integers(0, n_attrs, per_machine)
         for i, a in enumerate(attrs):
             clip = np.roll(bases[a], int(rng.integers(0, n))) * np.float32(rng.uniform(0.05, 0.2))
@@ -65,23 +66,33 @@ def main() -> None:
         raise SystemExit("no CUDA device; use --device cpu for a smoke test")
 
     t0 = time.perf_counter()
-    waves, labels, n_classes = synthetic_set(args.machines, args.clips_per_machine, args.seconds,
-                                             args.attributes)
+    waves, labels, n_classes = synthetic_set(
+        args.machines, args.clips_per_machine, args.seconds, args.attributes
+    )
     gb = sum(w.nbytes for w in waves) / 2**30
-    print(f"synthetic set: {len(waves)} clips x {args.seconds:g} s ({gb:.2f} GiB), "
-          f"{n_classes} classes, "
-          f"built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"synthetic set: {len(waves)} clips x {args.seconds:g} s ({gb:.2f} GiB), "
+        f"{n_classes} classes, "
+        f"built in {time.perf_counter() - t0:.1f} s"
+    )
     if args.device.startswith("cuda"):
         print(f"device: {torch.cuda.get_device_name()} | torch {torch.__version__}")
 
-    cfg = DualCNNConfig(epochs=args.epochs, batch_size=args.batch, amp=not args.no_amp,
-                        feature_exchange=not args.no_featex, seed=0)
+    cfg = DualCNNConfig(
+        epochs=args.epochs,
+        batch_size=args.batch,
+        amp=not args.no_amp,
+        feature_exchange=not args.no_featex,
+        seed=0,
+    )
 
     def report(stage: str, e: float, n: int, m: dict) -> None:
         if float(e).is_integer():  # epoch ends, not the mid-epoch reports
-            print(f"epoch {e}/{n}: {m['samples_per_s']:7.1f} clips/s  {m['seconds']:6.1f} s  "
-                  f"loss {m['loss']:.3f}  acc {m['train_acc']:.3f}  scale {m['scale']:.2f}",
-                  flush=True)
+            print(
+                f"epoch {e}/{n}: {m['samples_per_s']:7.1f} clips/s  {m['seconds']:6.1f} s  "
+                f"loss {m['loss']:.3f}  acc {m['train_acc']:.3f}  scale {m['scale']:.2f}",
+                flush=True,
+            )
 
     t1 = time.perf_counter()
     model, history = train_dualcnn(waves, labels, n_classes, cfg, args.device, progress=report)
@@ -98,8 +109,9 @@ def main() -> None:
         torch.cuda.synchronize()
     t2 = time.perf_counter()
     embed(model, waves[:n_emb], batch_size=256)
-    print(f"embed: {n_emb / (time.perf_counter() - t2):.1f} clips/s (float32, host fitting "
-          "included)")
+    print(
+        f"embed: {n_emb / (time.perf_counter() - t2):.1f} clips/s (float32, host fitting included)"
+    )
     n_views = 8  # the DtMM back end's views per clip
     n_v = min(len(waves), 512)
     if args.device.startswith("cuda"):
@@ -107,8 +119,9 @@ def main() -> None:
     t3 = time.perf_counter()
     embed_views(model, waves[:n_v], n_views=n_views, batch_size=256)
     dt = time.perf_counter() - t3
-    print(f"embed_views ({n_views} views): {n_v / dt:.1f} clips/s = "
-          f"{n_v * n_views / dt:.1f} views/s")
+    print(
+        f"embed_views ({n_views} views): {n_v / dt:.1f} clips/s = {n_v * n_views / dt:.1f} views/s"
+    )
     if args.device.startswith("cuda"):
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

@@ -47,18 +47,28 @@ def official_vectors(path: Path) -> np.ndarray:
     import librosa
 
     y, sr = librosa.load(path, sr=None, mono=True)
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=1024, hop_length=512, n_mels=128,
-                                         power=2.0, fmin=0.0, fmax=None, win_length=None)
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=sr,
+        n_fft=1024,
+        hop_length=512,
+        n_mels=128,
+        power=2.0,
+        fmin=0.0,
+        fmax=None,
+        win_length=None,
+    )
     log_mel = 20.0 / 2.0 * np.log10(np.maximum(mel, sys.float_info.epsilon))
     n_vec = log_mel.shape[1] - 5 + 1
     vectors = np.zeros((n_vec, 640))
     for t in range(5):
-        vectors[:, 128 * t:128 * (t + 1)] = log_mel[:, t:t + n_vec].T
+        vectors[:, 128 * t : 128 * (t + 1)] = log_mel[:, t : t + n_vec].T
     return vectors
 
 
-def best_of(repeat: int, fn: Callable[[], R], setup: Callable[[], None] | None = None
-            ) -> tuple[float, float, R]:
+def best_of(
+    repeat: int, fn: Callable[[], R], setup: Callable[[], None] | None = None
+) -> tuple[float, float, R]:
     """(best wall seconds, CPU seconds of that run, its result); ``setup`` runs untimed first."""
     runs = []
     for _ in range(repeat):
@@ -95,9 +105,11 @@ def identity_costs(paths: list[Path], repeat: int) -> None:
     def all_clips(fn: Callable[[Path], str]) -> Callable[[], list[str]]:
         return lambda: [fn(p) for p in paths]
 
-    for label, fn in [("path, size, mtime (before)", old),
-                      ("+ inode, ctime (in use)", clip_identity),
-                      ("+ hash of first/last 4 KiB", blocks)]:
+    for label, fn in [
+        ("path, size, mtime (before)", old),
+        ("+ inode, ctime (in use)", clip_identity),
+        ("+ hash of first/last 4 KiB", blocks),
+    ]:
         t, _, _ = best_of(repeat, all_clips(fn))
         print(f"    cache key {label:28s} {t / len(paths) * 1e6:6.1f} us/clip")
 
@@ -115,11 +127,15 @@ def time_data_set(folder: Path, workers: int, tmp_root: Path) -> None:
     try:
         print(f"\n{len(paths)} clips ({size / 2**30:.2f} GiB) under {folder}; {load()}")
         res = extract(paths, LogMel(), cache=tmp, workers=workers)
-        print(f"    extraction into a fresh cache: {res.seconds:.1f} s "
-              f"({res.clips_per_second:.0f} clips/s), {len(res.failures)} failures; {load()}")
+        print(
+            f"    extraction into a fresh cache: {res.seconds:.1f} s "
+            f"({res.clips_per_second:.0f} clips/s), {len(res.failures)} failures; {load()}"
+        )
         again = extract(paths, LogMel(), cache=tmp, workers=workers)
-        print(f"    again from that cache: {again.seconds:.2f} s "
-              f"({again.clips_per_second:.0f} clips/s, {again.n_cached} cached)")
+        print(
+            f"    again from that cache: {again.seconds:.2f} s "
+            f"({again.clips_per_second:.0f} clips/s, {again.n_cached} cached)"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -131,10 +147,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--synth", type=Path, default=None,
-                    help="also time one extraction of every clip under this folder")
-    ap.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
-                    help="where the throwaway caches go (creating files costs more on some disks)")
+    ap.add_argument(
+        "--synth",
+        type=Path,
+        default=None,
+        help="also time one extraction of every clip under this folder",
+    )
+    ap.add_argument(
+        "--tmp",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the throwaway caches go (creating files costs more on some disks)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -150,17 +174,22 @@ def main(argv: list[str] | None = None) -> None:
     n = len(paths)
     ext = LogMel()
     run = dict(device=args.device, batch_size=args.batch_size, workers=args.workers)
-    print(f"{n} clips from {args.folder}; torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, {os.cpu_count()} CPUs, device {args.device}, {args.workers} workers, "
-          f"caches under {args.tmp}; {load()}")
+    print(
+        f"{n} clips from {args.folder}; torch {torch.__version__}, {torch.get_num_threads()} "
+        f"threads, {os.cpu_count()} CPUs, device {args.device}, {args.workers} workers, "
+        f"caches under {args.tmp}; {load()}"
+    )
 
     official_vectors(paths[0])  # one-time costs (imports, filterbank, FFT plans) not timed
     extract(paths[:8], ext, **run)
     t_a, c_a, ref = best_of(args.repeat, lambda: [official_vectors(p) for p in paths])
     with threadpool_limits(limits=1, user_api="blas"):  # spinning BLAS threads can hurt librosa
         t_a1, c_a1, _ = best_of(args.repeat, lambda: [official_vectors(p) for p in paths])
-    a_note = (f"default BLAS threads; {n / t_a1:.1f} clips/s with one" if t_a <= t_a1 else
-              f"BLAS limited to one thread; {n / t_a:.1f} clips/s with the default")
+    a_note = (
+        f"default BLAS threads; {n / t_a1:.1f} clips/s with one"
+        if t_a <= t_a1
+        else f"BLAS limited to one thread; {n / t_a:.1f} clips/s with the default"
+    )
     t_a, c_a = min((t_a, c_a), (t_a1, c_a1))  # compare against librosa at its best
     t_b, c_b, res = best_of(args.repeat, lambda: extract(paths, ext, cache=None, **run))
 
@@ -171,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         def new_cache() -> None:
             fresh.append(root / f"fill{len(fresh)}")
 
-        t_w, c_w, _ = best_of(args.repeat, lambda: extract(paths, ext, cache=fresh[-1], **run),
-                              new_cache)
+        t_w, c_w, _ = best_of(
+            args.repeat, lambda: extract(paths, ext, cache=fresh[-1], **run), new_cache
+        )
         warm = FeatureCache(fresh[-1])
         t_c, c_c, hit = best_of(args.repeat, lambda: extract(paths, ext, cache=warm, **run))
         cached_bytes = sum(f.stat().st_size for f in fresh[-1].rglob("*.npy"))
@@ -180,19 +210,25 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
     assert hit.n_cached == n, "warm cache missed"
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ref, res.features, strict=True))
-    diff_c = max(float(np.max(np.abs(a - b)))
-                 for a, b in zip(res.features, hit.features, strict=True))
+    diff_c = max(
+        float(np.max(np.abs(a - b))) for a, b in zip(res.features, hit.features, strict=True)
+    )
 
     print(f"(a) is librosa at its best: {a_note}")
-    rows = [("(a) official librosa, per clip", t_a, c_a),
-            ("(b) ours, no cache", t_b, c_b),
-            ("(w) ours, filling a fresh cache", t_w, c_w),
-            ("(c) ours, warm cache (mmap)", t_c, c_c)]
+    rows = [
+        ("(a) official librosa, per clip", t_a, c_a),
+        ("(b) ours, no cache", t_b, c_b),
+        ("(w) ours, filling a fresh cache", t_w, c_w),
+        ("(c) ours, warm cache (mmap)", t_c, c_c),
+    ]
     for label, t, c in rows:
-        print(f"{label:34s} {n / t:8.1f} clips/s  {c / n * 1e3:6.3f} CPU-ms/clip  "
-              f"{t_a / t:5.1f}x (a)")
-    print(f"max |(a) - (b)| = {diff:.2e} dB; max |(b) - (c)| = {diff_c:.1e}; "
-          f"cache {cached_bytes / n / 1024:.0f} KiB/clip; {load()}")
+        print(
+            f"{label:34s} {n / t:8.1f} clips/s  {c / n * 1e3:6.3f} CPU-ms/clip  {t_a / t:5.1f}x (a)"
+        )
+    print(
+        f"max |(a) - (b)| = {diff:.2e} dB; max |(b) - (c)| = {diff_c:.1e}; "
+        f"cache {cached_bytes / n / 1024:.0f} KiB/clip; {load()}"
+    )
     if res.failures:
         print(f"{len(res.failures)} failures, e.g. {res.failures[0]}")
     identity_costs(paths, args.repeat)

@@ -47,8 +47,10 @@ def main() -> None:
     args = ap.parse_args()
     machines = args.machines or list(DEFAULT_MACHINES)
 
-    print(f"synthesis CPU: {cpu_ms_per_clip(args.duration, machines):.1f} ms/clip "
-          f"({args.duration:g} s clips, one process, no writing)")
+    print(
+        f"synthesis CPU: {cpu_ms_per_clip(args.duration, machines):.1f} ms/clip "
+        f"({args.duration:g} s clips, one process, no writing)"
+    )
     out = args.out or Path(tempfile.mkdtemp(prefix="stethoscope_synth_"))
     last = [0.0]
 
@@ -60,20 +62,31 @@ def main() -> None:
 
     try:
         t0 = time.perf_counter()
-        summary = generate_dataset(out, seed=args.seed, scale=args.scale, duration=args.duration,
-                                   machines=machines, workers=args.workers, progress=progress)
+        summary = generate_dataset(
+            out,
+            seed=args.seed,
+            scale=args.scale,
+            duration=args.duration,
+            machines=machines,
+            workers=args.workers,
+            progress=progress,
+        )
         wall = time.perf_counter() - t0
         n = summary["clips"]
-        print(f"scale {args.scale:g}: {n} clips of {args.duration:g} s, {len(machines)} machine "
-              f"types, {summary['workers']} workers: {wall:.1f} s wall, {n / wall:.1f} clips/s, "
-              f"{wall / n * 1000 * summary['workers']:.1f} worker-ms/clip")
+        print(
+            f"scale {args.scale:g}: {n} clips of {args.duration:g} s, {len(machines)} machine "
+            f"types, {summary['workers']} workers: {wall:.1f} s wall, {n / wall:.1f} clips/s, "
+            f"{wall / n * 1000 * summary['workers']:.1f} worker-ms/clip"
+        )
         if args.check:
             from stethoscope.synth.check import evaluate_dataset, format_table
 
             t1 = time.perf_counter()
             for mode, table in evaluate_dataset(out, machines=machines).items():
-                print(f"simple detector, mean from {'own domain' if mode == 'domain' else 'all'} "
-                      "training clips:")
+                print(
+                    f"simple detector, mean from {'own domain' if mode == 'domain' else 'all'} "
+                    "training clips:"
+                )
                 print(format_table(table))
             print(f"check: {time.perf_counter() - t1:.1f} s")
     finally:

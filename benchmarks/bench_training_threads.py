@@ -77,16 +77,20 @@ def main() -> None:
     ap.add_argument("--models", default="ae,dualcnn,acae")
     args = ap.parse_args()
     load = os.getloadavg()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load before "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads by default)")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load before "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads by default)"
+    )
     from stethoscope.devices import shared_threads
     from stethoscope.models.acae import ACAEConfig
     from stethoscope.models.ae import AEConfig
     from stethoscope.models.dualcnn import DualCNNConfig
 
-    defaults = {m: c().threads or shared_threads()
-                for m, c in (("ae", AEConfig), ("dualcnn", DualCNNConfig), ("acae", ACAEConfig))}
+    defaults = {
+        m: c().threads or shared_threads()
+        for m, c in (("ae", AEConfig), ("dualcnn", DualCNNConfig), ("acae", ACAEConfig))
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
             feature, n_clips, epochs, skip = SPECS[model]
@@ -94,14 +98,18 @@ def main() -> None:
             if not data.exists():
                 inputs = _inputs(args.data, feature, n_clips)
                 np.savez(data, **{f"{i:05d}": x for i, x in enumerate(inputs)})
-            print(f"{model}: {epochs} epochs, median s/epoch from epoch {skip + 1} "
-                  f"(default threads: {defaults[model]})")
+            print(
+                f"{model}: {epochs} epochs, median s/epoch from epoch {skip + 1} "
+                f"(default threads: {defaults[model]})"
+            )
             for threads in ("1", "all"):
                 alone = statistics.median(_runs(model, threads, data, epochs, 1)[0][skip:])
                 pair = [statistics.median(r[skip:]) for r in _runs(model, threads, data, epochs, 2)]
-                print(f"  threads={threads:>3}: alone {alone:6.2f} s; two at once "
-                      f"{pair[0]:6.2f} s and {pair[1]:6.2f} s ({max(pair) / alone:.1f}x)",
-                      flush=True)
+                print(
+                    f"  threads={threads:>3}: alone {alone:6.2f} s; two at once "
+                    f"{pair[0]:6.2f} s and {pair[1]:6.2f} s ({max(pair) / alone:.1f}x)",
+                    flush=True,
+                )
     load = os.getloadavg()
     print(f"load after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

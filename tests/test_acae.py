@@ -29,8 +29,19 @@ from stethoscope.models.acae import (
 )
 from stethoscope.models.acae.inputs import stack_waves
 
-TINY = dict(input_seconds=0.5, freq_bins=32, channels=(4, 8), d_model=16, latent_dim=8, heads=2,
-            dropout=0.0, batch_size=8, lr=3e-3, epochs=20, seed=0)
+TINY = dict(
+    input_seconds=0.5,
+    freq_bins=32,
+    channels=(4, 8),
+    d_model=16,
+    latent_dim=8,
+    heads=2,
+    dropout=0.0,
+    batch_size=8,
+    lr=3e-3,
+    epochs=20,
+    seed=0,
+)
 
 
 def _f(t: torch.Tensor) -> float:
@@ -44,8 +55,9 @@ def _np_ce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(lse - logits[np.arange(len(y)), y]))
 
 
-def _np_arcface_logits(z: np.ndarray, w: np.ndarray, margin_on: np.ndarray, s: float,
-                       m: float) -> np.ndarray:
+def _np_arcface_logits(
+    z: np.ndarray, w: np.ndarray, margin_on: np.ndarray, s: float, m: float
+) -> np.ndarray:
     """s*cos(theta) everywhere, s*cos(theta + m) in column margin_on[i] of row i (theta + m < pi
     here)."""
     zn = z / np.linalg.norm(z, axis=1, keepdims=True)
@@ -119,7 +131,7 @@ def test_moving_average_identity_and_manual():
     y = moving_average(x, 3)
     manual = torch.empty_like(x)
     for t in range(10):
-        manual[..., t] = x[..., max(0, t - 1):t + 2].mean(dim=-1)
+        manual[..., t] = x[..., max(0, t - 1) : t + 2].mean(dim=-1)
     torch.testing.assert_close(y, manual)
     with pytest.raises(ValueError):
         moving_average(x, 2)
@@ -135,8 +147,11 @@ def test_fit_length_tiles_and_crops():
 def test_features_shape_and_frequency_options():
     wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32))
     for kw, n_freq in [({}, 513), ({"max_freq_hz": 4000.0}, 257), ({"freq_bins": 64}, 64)]:
-        spec = FeatureSpec(input_samples=8000, freq_bins=None, **kw) if "freq_bins" not in kw else \
-            FeatureSpec(input_samples=8000, **kw)
+        spec = (
+            FeatureSpec(input_samples=8000, freq_bins=None, **kw)
+            if "freq_bins" not in kw
+            else FeatureSpec(input_samples=8000, **kw)
+        )
         f = acae_features(wave, spec)
         assert f.shape == (2, *spec.shape()) and spec.shape() == (n_freq, 16)
         assert float(f.min()) >= -100.0  # the -100 dB floor of the log
@@ -147,15 +162,17 @@ def test_features_shape_and_frequency_options():
     # averaging is applied on top of the log spectrogram
     spec1 = FeatureSpec(input_samples=8000, avg_window=1)
     spec3 = FeatureSpec(input_samples=8000, avg_window=3)
-    torch.testing.assert_close(acae_features(wave, spec3),
-                               moving_average(acae_features(wave, spec1), 3))
+    torch.testing.assert_close(
+        acae_features(wave, spec3), moving_average(acae_features(wave, spec1), 3)
+    )
 
 
 @pytest.mark.parametrize("attention", [True, False])
 @pytest.mark.parametrize("freq_bins", [32, 37])
 def test_model_reconstructs_input_shape(attention, freq_bins):
-    cfg = ACAEConfig(**{**TINY, "freq_bins": freq_bins, "attention": attention,
-                        "input_seconds": 0.6})
+    cfg = ACAEConfig(
+        **{**TINY, "freq_bins": freq_bins, "attention": attention, "input_seconds": 0.6}
+    )
     model = ACAE(cfg).eval()
     n_freq, n_frames = cfg.feature_spec().shape()
     x = torch.randn(3, n_freq, n_frames)
@@ -164,8 +181,7 @@ def test_model_reconstructs_input_shape(attention, freq_bins):
     assert (model.attention is not None) == attention
 
 
-def _toy_clips(n_per_class: int = 12,
-               seconds: float = 0.5) -> tuple[list[np.ndarray], np.ndarray]:
+def _toy_clips(n_per_class: int = 12, seconds: float = 0.5) -> tuple[list[np.ndarray], np.ndarray]:
     """Two 'machines': harmonic tones at different fundamentals in noise, lengths varying."""
     rng = np.random.default_rng(0)
     waves, labels = [], []
@@ -180,16 +196,33 @@ def _toy_clips(n_per_class: int = 12,
 
 
 def _clips(labels: np.ndarray) -> list[Clip]:
-    return [Clip(Path(f"/d/fan/train/{i}.wav"), "fan", "00", "train", "source", "normal",
-                 f"{i:04d}", f"kind_{c}") for i, c in enumerate(labels)]
+    return [
+        Clip(
+            Path(f"/d/fan/train/{i}.wav"),
+            "fan",
+            "00",
+            "train",
+            "source",
+            "normal",
+            f"{i:04d}",
+            f"kind_{c}",
+        )
+        for i, c in enumerate(labels)
+    ]
 
 
 @pytest.fixture(scope="module")
 def trained():
     waves, labels = _toy_clips()
     calls = []
-    model, head, history = train_acae(waves, labels, 2, ACAEConfig(**TINY), "cpu",
-                                      progress=lambda s, d, n, m: calls.append((s, d, n)))
+    model, head, history = train_acae(
+        waves,
+        labels,
+        2,
+        ACAEConfig(**TINY),
+        "cpu",
+        progress=lambda s, d, n, m: calls.append((s, d, n)),
+    )
     return waves, labels, model, head, history, calls
 
 
@@ -251,8 +284,14 @@ def test_resume_with_dropout_gives_the_weights_of_an_uninterrupted_run(tmp_path)
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sb)
     with pytest.raises(ModelError, match="acae.dropout: 0.3 then, 0.2 now"):
-        train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 3, "dropout": 0.2}), "cpu",
-                   work_dir=tmp_path)
+        train_acae(
+            waves,
+            labels,
+            2,
+            ACAEConfig(**{**TINY, "epochs": 3, "dropout": 0.2}),
+            "cpu",
+            work_dir=tmp_path,
+        )
 
 
 def test_frontend_save_load_gives_identical_outputs(trained, tmp_path):
@@ -264,8 +303,9 @@ def test_frontend_save_load_gives_identical_outputs(trained, tmp_path):
     assert fe2.class_names == ["a", "b"] and fe2.cfg == fe.cfg
     clips = _clips(labels)
     for output in ("embedding", "recon-error"):
-        np.testing.assert_array_equal(fe.transform(clips, waves, output),
-                                      fe2.transform(clips, waves, output))
+        np.testing.assert_array_equal(
+            fe.transform(clips, waves, output), fe2.transform(clips, waves, output)
+        )
     z = torch.from_numpy(embed(model, waves[:4]))
     torch.testing.assert_close(head(z), fe2.head(z), rtol=0, atol=0)
     meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
@@ -288,8 +328,9 @@ def test_frontend_fit_and_mse_only_ablation_round_trip(tmp_path):
     fe.save(tmp_path / "m")
     fe2 = ACAEFrontEnd.load(tmp_path / "m", device="cpu")
     assert fe2.head is None and fe2.model is not None and fe2.model.attention is None
-    np.testing.assert_array_equal(fe.transform(clips, waves, "embedding"),
-                                  fe2.transform(clips, waves, "embedding"))
+    np.testing.assert_array_equal(
+        fe.transform(clips, waves, "embedding"), fe2.transform(clips, waves, "embedding")
+    )
     with pytest.raises(ConfigError, match="not 'views'"):
         fe2.transform(clips, waves, "views")
 

@@ -21,24 +21,31 @@ from stethoscope.state_io import load_state, save_state
 DIM = 640
 
 
-def manifold_clips(rng: np.random.Generator, lengths: list[int],
-                   rank: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
+def manifold_clips(
+    rng: np.random.Generator, lengths: list[int], rank: int = 4
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Clips whose frame vectors lie near a random rank-``rank`` subspace (offset and noise)."""
     basis = rng.normal(size=(rank, DIM)) / np.sqrt(rank)
     offset = rng.normal(size=DIM)
-    clips = [(rng.normal(size=(n, rank)) @ basis + offset
-              + 0.05 * rng.normal(size=(n, DIM))).astype(np.float32) for n in lengths]
+    clips = [
+        (rng.normal(size=(n, rank)) @ basis + offset + 0.05 * rng.normal(size=(n, DIM))).astype(
+            np.float32
+        )
+        for n in lengths
+    ]
     return clips, offset
 
 
 def small_cfg(**kw) -> AEConfig:
-    return AEConfig(**{"epochs": 3, "batch_size": 32, "lr": 1e-3, "val_split": 0.1, "seed": 3,
-                       **kw})
+    return AEConfig(
+        **{"epochs": 3, "batch_size": 32, "lr": 1e-3, "val_split": 0.1, "seed": 3, **kw}
+    )
 
 
 def clip(machine: str, i: int) -> Clip:
-    return Clip(Path(f"/d/{machine}/train/{i}.wav"), machine, "00", "train", "source", "normal",
-                f"{i:04d}")
+    return Clip(
+        Path(f"/d/{machine}/train/{i}.wav"), machine, "00", "train", "source", "normal", f"{i:04d}"
+    )
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -52,13 +59,23 @@ class Stop(Exception):
 
 # ------------------------------------------------------------------ network
 
+
 def test_dense_ae_architecture_and_shapes():
     model = DenseAE()
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert [(m.in_features, m.out_features) for m in linears] == [
-        (640, 128), (128, 128), (128, 128), (128, 128), (128, 8),
-        (8, 128), (128, 128), (128, 128), (128, 128), (128, 640)]
+        (640, 128),
+        (128, 128),
+        (128, 128),
+        (128, 128),
+        (128, 8),
+        (8, 128),
+        (128, 128),
+        (128, 128),
+        (128, 128),
+        (128, 640),
+    ]
     assert len(bns) == 9 and all(b.momentum == 0.01 and b.eps == 1e-3 for b in bns)
     assert isinstance(model.decoder[-1], torch.nn.Linear)  # no BN/ReLU after the output layer
     recon, z = model.eval()(torch.zeros(7, 640))
@@ -70,11 +87,13 @@ def test_dense_ae_architecture_and_shapes():
 
 # ------------------------------------------------------------------ training
 
+
 def test_training_reduces_loss_and_reports_progress(rng):
     clips, _ = manifold_clips(rng, [200, 150, 250])  # 600 vectors: 60 held out
     seen = []
-    model, hist = train_ae(clips, small_cfg(), "cpu",
-                           progress=lambda s, d, n, m: seen.append((s, d, n, m["epoch"])))
+    model, hist = train_ae(
+        clips, small_cfg(), "cpu", progress=lambda s, d, n, m: seen.append((s, d, n, m["epoch"]))
+    )
     assert seen == [("ae: epochs", e, 3, e) for e in (1, 2, 3)]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
@@ -117,8 +136,13 @@ def test_interrupted_run_resumes_bit_for_bit(rng, tmp_path):
         train_ae(clips, small_cfg(epochs=4), "cpu", progress=stop_at_2, work_dir=tmp_path / "run")
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 2
     seen = []
-    model, hist = train_ae(clips, small_cfg(epochs=4), "cpu", work_dir=tmp_path / "run",
-                           progress=lambda s, d, n, m: seen.append(d))
+    model, hist = train_ae(
+        clips,
+        small_cfg(epochs=4),
+        "cpu",
+        work_dir=tmp_path / "run",
+        progress=lambda s, d, n, m: seen.append(d),
+    )
     assert seen == [2, 3, 4]  # where it resumed, then the epochs it ran
     assert same_weights(model, full)
     assert [h["loss"] for h in hist] == [h["loss"] for h in full_hist]
@@ -142,6 +166,7 @@ def test_residuals_shapes_and_values(rng):
 
 
 # ------------------------------------------------------------------ the front end
+
 
 def test_frontend_resumes_at_the_next_machine_type(rng, tmp_path, caplog):
     fan, _ = manifold_clips(rng, [60, 60])
@@ -183,15 +208,19 @@ def test_saved_frontend_round_trip_and_checks(rng, tmp_path):
     fe.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
     assert {k: meta[k] for k in ("format", "version", "frontend")} == {
-        "format": "stethoscope.frontend", "version": 1, "frontend": "ae"}
+        "format": "stethoscope.frontend",
+        "version": 1,
+        "frontend": "ae",
+    }
     assert meta["config"]["epochs"] == 1 and meta["networks"]["fan"]["input_dim"] == 640
     torch.manual_seed(0)
     rng_state = torch.get_rng_state()
     loaded = AEFrontEnd.load(tmp_path / "m", device="cpu")
     assert torch.equal(torch.get_rng_state(), rng_state)  # loading draws no random numbers
     assert same_weights(loaded.models["fan"], fe.models["fan"])
-    for a, b in zip(loaded.transform(clips, fan, "residual"), fe.transform(clips, fan, "residual"),
-                    strict=True):
+    for a, b in zip(
+        loaded.transform(clips, fan, "residual"), fe.transform(clips, fan, "residual"), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
     def tampered(**changes) -> Path:
@@ -208,9 +237,11 @@ def test_saved_frontend_round_trip_and_checks(rng, tmp_path):
         ({"frontend": "dualcnn"}, "holds a 'dualcnn' front end, not 'ae'"),
         ({"config": {**meta["config"], "batch": 3}}, "unknown AEConfig setting"),
         # a network of 10^10 weights would need 40 GB: refused from the shapes, nothing allocated
-        ({"networks": {"fan": {**meta["networks"]["fan"], "hidden_dim": 10**7}}},
-         r"'fan/encoder.0.weight' is F32\[128, 640\], the network described in frontend.json "
-         r"needs F32\[10000000, 640\]"),
+        (
+            {"networks": {"fan": {**meta["networks"]["fan"], "hidden_dim": 10**7}}},
+            r"'fan/encoder.0.weight' is F32\[128, 640\], the network described in frontend.json "
+            r"needs F32\[10000000, 640\]",
+        ),
         ({"networks": {"fan": {"input_dim": "x"}}}, "does not describe a network"),
         ({"networks": {"pump": meta["networks"]["fan"]}}, "tensors of 'pump' do not fit"),
     ]:
@@ -223,6 +254,7 @@ def test_saved_frontend_round_trip_and_checks(rng, tmp_path):
 
 
 # ------------------------------------------------------------------ MSE score
+
 
 def test_mse_score_is_higher_off_the_training_manifold(rng):
     clips, offset = manifold_clips(rng, [300, 300, 300])
@@ -246,10 +278,13 @@ def test_mse_score_definition_and_state():
 
 # ------------------------------------------------------------------ Mahalanobis score
 
-def residual_clips(rng, n_clips: int, n_vec: int, scale: float,
-                   mean: float = 0.0) -> list[np.ndarray]:
-    return [(mean + scale * rng.normal(size=(n_vec, DIM))).astype(np.float32)
-            for _ in range(n_clips)]
+
+def residual_clips(
+    rng, n_clips: int, n_vec: int, scale: float, mean: float = 0.0
+) -> list[np.ndarray]:
+    return [
+        (mean + scale * rng.normal(size=(n_vec, DIM))).astype(np.float32) for _ in range(n_clips)
+    ]
 
 
 def test_identity_covariance_reduces_to_euclidean(rng):
@@ -257,17 +292,19 @@ def test_identity_covariance_reduces_to_euclidean(rng):
     eye = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0)
     blocks = [c.reshape(-1, 128).astype(np.float64) for c in clips]
     # official reduction: squared norm of the clip's mean 128-dim residual block
-    np.testing.assert_allclose(eye.score(clips), [np.sum(b.mean(0) ** 2) for b in blocks],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        eye.score(clips), [np.sum(b.mean(0) ** 2) for b in blocks], rtol=1e-10
+    )
     # which is what averaging the official (5T x 5T) matrix delta @ P @ delta.T gives
     np.testing.assert_allclose(eye.score(clips)[0], np.mean(blocks[0] @ blocks[0].T), rtol=1e-10)
     per_block = AEMahalaBackend.from_covariances(np.eye(128), ridge=0.0, reduction="mean_distance")
-    np.testing.assert_allclose(per_block.score(clips), [np.mean(np.sum(b ** 2, 1)) for b in blocks],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        per_block.score(clips), [np.mean(np.sum(b**2, 1)) for b in blocks], rtol=1e-10
+    )
     full = AEMahalaBackend.from_covariances(np.eye(DIM), ridge=0.0)
-    np.testing.assert_allclose(full.score(clips),
-                               [np.sum(c.astype(np.float64).mean(0) ** 2) for c in clips],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        full.score(clips), [np.sum(c.astype(np.float64).mean(0) ** 2) for c in clips], rtol=1e-10
+    )
 
 
 def test_target_falls_back_to_source(rng):
@@ -310,8 +347,9 @@ def test_official_covariance_scale_and_clean_variant(rng):
     n_vec, n_blk = 150, 750
     # one batch holding everything: the official sum / (vectors - 1) is (blocks - 1)/(vectors - 1)
     # ~ 5x
-    np.testing.assert_allclose(official.cov["source"] * (n_vec - 1) / (n_blk - 1),
-                               clean.cov["source"], rtol=1e-10)
+    np.testing.assert_allclose(
+        official.cov["source"] * (n_vec - 1) / (n_blk - 1), clean.cov["source"], rtol=1e-10
+    )
     direct = np.cov(np.concatenate(clips).reshape(-1, 128).astype(np.float64), rowvar=False)
     np.testing.assert_allclose(clean.cov["source"], direct, rtol=1e-8, atol=1e-12)
     # the default (batches of 256 vectors, each centred on its own mean) stays close to one batch
@@ -328,8 +366,9 @@ def test_few_target_vectors_shrink_towards_source(rng):
     w = be.info["target_weight"]
     assert w == pytest.approx(100 / 1280)
     only_t = np.cov(tgt[0].reshape(-1, 128).astype(np.float64), rowvar=False)
-    np.testing.assert_allclose(be.cov["target"], w * only_t + (1 - w) * be.cov["source"],
-                               rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        be.cov["target"], w * only_t + (1 - w) * be.cov["source"], rtol=1e-8, atol=1e-12
+    )
     assert np.all(np.isfinite(be.score(tgt)))
     assert np.linalg.eigvalsh(be.cov["target"]).min() > 0
 
@@ -345,7 +384,8 @@ def test_mahala_state_round_trip_gives_identical_scores(rng, tmp_path):
     src = residual_clips(rng, 3, 80, 1.0)
     tgt = residual_clips(rng, 2, 80, 2.0)
     be = AEMahalaBackend(reduction="mean_distance").fit(
-        FitData(x=src + tgt, domains=np.array(["source"] * 3 + ["target"] * 2), seed=7))
+        FitData(x=src + tgt, domains=np.array(["source"] * 3 + ["target"] * 2), seed=7)
+    )
     arrays, meta = be.get_state()
     save_state(tmp_path, "backend", arrays, meta)
     loaded = AEMahalaBackend.from_state(*load_state(tmp_path, "backend"))
@@ -356,8 +396,9 @@ def test_mahala_state_round_trip_gives_identical_scores(rng, tmp_path):
 
 def test_bad_inputs_are_refused(rng):
     with pytest.raises(ValueError, match="multiple of block_size"):
-        AEMahalaBackend(block_size=100).fit(FitData(x=residual_clips(rng, 1, 5, 1.0),
-                                                    domains=np.array(["source"])))
+        AEMahalaBackend(block_size=100).fit(
+            FitData(x=residual_clips(rng, 1, 5, 1.0), domains=np.array(["source"]))
+        )
     with pytest.raises(ValueError, match="non-empty"):
         AEMSEBackend().score([np.zeros((0, DIM))])
     with pytest.raises(RuntimeError, match="not fitted"):

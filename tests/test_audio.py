@@ -54,7 +54,7 @@ def test_other_sample_formats_read_as_float32(tmp_path: Path, subtype: str):
     ref, _ = sf.read(str(path), dtype="float32")
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, ref)
-    np.testing.assert_allclose(y, y0, atol=2 ** -23 if subtype == "PCM_24" else 0)
+    np.testing.assert_allclose(y, y0, atol=2**-23 if subtype == "PCM_24" else 0)
     assert audio_info(path) == (4000, 16000, 1)
 
 

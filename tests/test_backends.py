@@ -52,7 +52,9 @@ def test_gaussian_kl_zero_and_matches_monte_carlo():
     assert exact == pytest.approx(mc, rel=0.02)
     # diagonal form agrees with the full form on diagonal matrices
     d1, d2 = np.diag(cov1).copy(), np.diag(cov2).copy()
-    assert gaussian_kl(mu1, d1, mu2, d2) == pytest.approx(gaussian_kl(mu1, np.diag(d1), mu2, np.diag(d2)), rel=1e-12)
+    assert gaussian_kl(mu1, d1, mu2, d2) == pytest.approx(
+        gaussian_kl(mu1, np.diag(d1), mu2, np.diag(d2)), rel=1e-12
+    )
 
 
 def test_mixture_kl_zero_for_identical_and_monotone_in_mean_shift():
@@ -185,7 +187,9 @@ def test_cosine_centre_per_class_fixes_the_between_classes_centre():
     assert pooled.score(ambiguous)[0] < pooled.score(normal)[0]
     assert per_class.score(ambiguous)[0] > 0.2 > per_class.score(normal)[0]
     assert len(per_class.centres) == 2 and per_class.per == "class"
-    no_classes = CosineCentreBackend(per="class").fit(FitData(x, dom, None))  # falls back to domains
+    no_classes = CosineCentreBackend(per="class").fit(
+        FitData(x, dom, None)
+    )  # falls back to domains
     assert len(no_classes.centres) == 1
     with pytest.raises(ValueError, match="per must be"):
         CosineCentreBackend(per="machine")
@@ -228,7 +232,9 @@ def test_dtmm_evolution_matches_map_formulas(dtmm_fit):
     r = base.responsibilities(y)
     nk = r.sum(0)
     evolved = b.evolve(views)
-    np.testing.assert_allclose(evolved.means, (b.tau * base.means + r.T @ y) / (b.tau + nk)[:, None])
+    np.testing.assert_allclose(
+        evolved.means, (b.tau * base.means + r.T @ y) / (b.tau + nk)[:, None]
+    )
     w = 100.0 * base.weights + nk
     np.testing.assert_allclose(evolved.weights, w / w.sum())
     np.testing.assert_array_equal(evolved.covs, base.covs)
@@ -249,7 +255,11 @@ def test_dtmm_shifted_views_get_larger_kl(dtmm_fit):
 def test_dtmm_map_covariance_and_diag_variants_run():
     rng = np.random.default_rng(9)
     x, dom, cls, _ = _section(rng, views=4)
-    for kw in [dict(cov_update="map"), dict(covariance_type="diag"), dict(covariance_type="diag", cov_update="map")]:
+    for kw in [
+        dict(cov_update="map"),
+        dict(covariance_type="diag"),
+        dict(covariance_type="diag", cov_update="map"),
+    ]:
         b = DtMMBackend(n_pca=5, max_components=4, **kw).fit(FitData(x, dom, cls, seed=1))
         s = b.score(x[:5])
         assert np.all(np.isfinite(s)) and np.all(s >= 0) and np.isfinite(b.threshold)
@@ -265,10 +275,14 @@ def test_dtmm_residual_dimension_sees_clips_leaving_the_pca_subspace():
     x, dom, cls, _ = _section(rng, views=5)
     normal, _, _, _ = _section(rng, views=5)
     plain = DtMMBackend(n_pca=6, max_components=6).fit(FitData(x, dom, cls, seed=0))
-    with_res = DtMMBackend(n_pca=6, max_components=6, residual=True).fit(FitData(x, dom, cls, seed=0))
+    with_res = DtMMBackend(n_pca=6, max_components=6, residual=True).fit(
+        FitData(x, dom, cls, seed=0)
+    )
     np.testing.assert_array_equal(plain.pca_components, with_res.pca_components)
     direction = _off_subspace_direction()
-    direction -= plain.pca_components.T @ (plain.pca_components @ direction)  # orthogonal to the PCA
+    direction -= plain.pca_components.T @ (
+        plain.pca_components @ direction
+    )  # orthogonal to the PCA
     shifted = normal + 2.0 * direction / np.linalg.norm(direction)
     aucs = {}
     for key, b in (("plain", plain), ("residual", with_res)):
@@ -280,14 +294,18 @@ def test_dtmm_residual_dimension_sees_clips_leaving_the_pca_subspace():
 def test_monitor_alerts_after_a_persistent_fault():
     rng = np.random.default_rng(6)
     x, dom, cls, _ = _section(rng, views=5)
-    b = DtMMBackend(n_pca=6, max_components=6, residual=True, random_walk_var=0.1).fit(FitData(x, dom, cls, seed=0))
+    b = DtMMBackend(n_pca=6, max_components=6, residual=True, random_walk_var=0.1).fit(
+        FitData(x, dom, cls, seed=0)
+    )
     normal, _, cls_n, _ = _section(np.random.default_rng(10), views=5)
     replay, _, cls_r, _ = _section(np.random.default_rng(11), views=5)
     order = np.flatnonzero(cls_n == 0)[:15]  # one machine in one operating condition
     stream = np.concatenate([normal[order], normal[order] + 1.5 * _off_subspace_direction()])
     mon = Monitor(b, forgetting=1.0)
     t = mon.calibrate(replay[cls_r == 0][:40])
-    assert t > b.threshold  # a carried state's KLs differ from single clips': calibrated on a stream
+    assert (
+        t > b.threshold
+    )  # a carried state's KLs differ from single clips': calibrated on a stream
     steps = mon.run(stream)
     assert [s.index for s in steps] == list(range(30))
     kl = np.array([s.kl for s in steps])
@@ -312,7 +330,11 @@ def test_monitor_alerts_after_a_persistent_fault():
         ("density-softmax", {"variant": "msp", "logits": "gaussian"}, None),
         ("density-softmax", {"variant": "neg-logsumexp"}, None),
         ("dtmm", {"n_pca": 5, "max_components": 4}, 3),
-        ("dtmm", {"n_pca": 5, "max_components": 4, "covariance_type": "diag", "cov_update": "map"}, 3),
+        (
+            "dtmm",
+            {"n_pca": 5, "max_components": 4, "covariance_type": "diag", "cov_update": "map"},
+            3,
+        ),
         ("dtmm", {"n_pca": 5, "max_components": 4, "residual": True}, 3),
     ],
 )

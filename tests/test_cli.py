@@ -13,5 +13,7 @@ def test_systems_lists_every_registered_system_in_aligned_columns():
     assert lines[0].split()[:2] == ["system", "front"]
     names = [line.split()[0] for line in lines[1:]]
     assert names == list(system_names()) and "cnn-kmeans-dn" in names
-    starts = {line.index(get_system(n).backend.name, len(n) + 1) for n, line in zip(names, lines[1:])}
+    starts = {
+        line.index(get_system(n).backend.name, len(n) + 1) for n, line in zip(names, lines[1:])
+    }
     assert len(starts) == 1  # the back-end column starts at the same place on every line

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_dualcnn import _toy_clips  # tones in noise, one fundamental per class
 
 from stethoscope.features import LogMel, extract
+from test_dualcnn import _toy_clips  # tones in noise, one fundamental per class
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 
@@ -46,8 +46,10 @@ def test_ae_trained_on_cuda_scores_the_same_on_cpu(tmp_path: Path):
 
     rng = np.random.default_rng(0)
     basis = rng.normal(size=(4, 640)) / 2.0
-    clips = [(rng.normal(size=(50, 4)) @ basis + 0.05 * rng.normal(size=(50, 640)))
-             .astype(np.float32) for _ in range(20)]
+    clips = [
+        (rng.normal(size=(50, 4)) @ basis + 0.05 * rng.normal(size=(50, 640))).astype(np.float32)
+        for _ in range(20)
+    ]
     model, history = train_ae(clips, AEConfig(epochs=4, batch_size=64, seed=1), device="cuda")
     assert next(model.parameters()).is_cuda
     assert history[-1]["loss"] < history[0]["loss"]
@@ -65,8 +67,9 @@ def test_dualcnn_trained_on_cuda_with_bf16_embeds_the_same_on_cpu(tmp_path: Path
     from stethoscope.models.dualcnn import DualCNNConfig, DualCNNFrontEnd, embed, train_dualcnn
 
     waves, labels = _toy_clips(6, 4, 2.0)
-    cfg = DualCNNConfig(input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3,
-                        amp=True)
+    cfg = DualCNNConfig(
+        input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3, amp=True
+    )
     model, history = train_dualcnn(waves, labels, 4, cfg, device="cuda")
     assert history[-1]["loss_main"] < history[0]["loss_main"]
     e_gpu = embed(model, waves, device="cuda")
@@ -113,8 +116,19 @@ def test_acae_trained_on_cuda_embeds_the_same_on_cpu(tmp_path: Path):
     )
 
     waves, labels = _toy_clips(8, 2, 0.6)
-    params = dict(input_seconds=0.5, freq_bins=32, channels=(4, 8), d_model=16, latent_dim=8,
-                  heads=2, dropout=0.0, batch_size=8, lr=3e-3, epochs=3, seed=0)
+    params = dict(
+        input_seconds=0.5,
+        freq_bins=32,
+        channels=(4, 8),
+        d_model=16,
+        latent_dim=8,
+        heads=2,
+        dropout=0.0,
+        batch_size=8,
+        lr=3e-3,
+        epochs=3,
+        seed=0,
+    )
     model, head, history = train_acae(waves, labels, 2, ACAEConfig(**params), device="cuda")
     assert history[-1]["loss"] < history[0]["loss"]
     z_gpu = embed(model, waves, device="cuda")
@@ -125,5 +139,6 @@ def test_acae_trained_on_cuda_embeds_the_same_on_cpu(tmp_path: Path):
     cpu_model = ACAEFrontEnd.load(tmp_path, device="cpu").model
     z_cpu = embed(cpu_model, waves, device="cpu")
     assert _cosine(z_gpu, z_cpu).min() > 0.999
-    np.testing.assert_allclose(r_gpu, reconstruction_error(cpu_model, waves, device="cpu"),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        r_gpu, reconstruction_error(cpu_model, waves, device="cpu"), rtol=1e-3
+    )

@@ -16,7 +16,13 @@ from stethoscope.data.labels import class_labels
 
 def test_parse_dev_eval_and_2020_names():
     p = parse_name("section_00_target_test_anomaly_0021_vel_8_loc_G.wav")
-    assert (p.section, p.domain, p.split, p.label, p.index) == ("00", "target", "test", "anomaly", "0021")
+    assert (p.section, p.domain, p.split, p.label, p.index) == (
+        "00",
+        "target",
+        "test",
+        "anomaly",
+        "0021",
+    )
     assert p.attributes == (("vel", "8"), ("loc", "G"))
     p = parse_name("section_00_source_train_normal_0362_car_C2_spd_31V_mic_1.wav")
     assert p.attributes == (("car", "C2"), ("spd", "31V"), ("mic", "1"))

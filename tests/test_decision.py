@@ -19,7 +19,9 @@ def test_all_rules_registered():
 
 
 def test_gamma_threshold_is_fitted_ppf_and_above_median():
-    scores = stats.gamma.rvs(2.5, loc=0.1, scale=0.4, size=500, random_state=np.random.default_rng(0))
+    scores = stats.gamma.rvs(
+        2.5, loc=0.1, scale=0.4, size=500, random_state=np.random.default_rng(0)
+    )
     rule = GammaThreshold()
     value = rule.fit(scores)
     a, loc, scale = stats.gamma.fit(scores)
@@ -62,7 +64,11 @@ def test_mcv_covers_exactly_the_requested_share():
     assert int((scores < r).sum()) == 89  # smallest such radius: it is a training score itself
     assert rule.decide(scores).sum() == 10
     assert MCVThreshold().fit(scores) == scores.max()  # coverage 1: the farthest normal clip
-    assert covered_count(0.95, 37) == 36 and covered_count(0.7, 10) == 7 and covered_count(0.01, 5) == 1
+    assert (
+        covered_count(0.95, 37) == 36
+        and covered_count(0.7, 10) == 7
+        and covered_count(0.01, 5) == 1
+    )
     for cov, n in [(0.95, 37), (0.7, 10), (0.33, 300)]:
         s = np.random.default_rng(n).normal(size=n)
         assert int((s <= MCVThreshold(coverage=cov).fit(s)).sum()) == covered_count(cov, n)
@@ -70,7 +76,12 @@ def test_mcv_covers_exactly_the_requested_share():
 
 def test_rules_decide_strictly_above_and_round_trip():
     scores = np.linspace(0.0, 1.0, 11)
-    for name, params in [("gamma", {}), ("percentile", {"q": 80}), ("mu-k-sigma", {"k": 1}), ("mcv", {"coverage": 0.9})]:
+    for name, params in [
+        ("gamma", {}),
+        ("percentile", {"q": 80}),
+        ("mu-k-sigma", {"k": 1}),
+        ("mcv", {"coverage": 0.9}),
+    ]:
         rule = THRESHOLDS.get(name)(**params)
         value = rule.fit(scores)
         restored = ThresholdRule.from_state(rule.get_state())

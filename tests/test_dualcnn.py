@@ -53,6 +53,7 @@ def _toy_clips(n_per_class: int = 6, n_classes: int = 4, seconds: float = 2.0, s
 
 # -------------------------------------------------------------------------------------- features
 
+
 def test_fit_length_tile_and_pad():
     w = np.arange(5, dtype=np.float32)
     tiled, n = fit_length(w, 12, "tile")
@@ -113,6 +114,7 @@ def test_output_shapes(seconds):
 
 # ---------------------------------------------------------------------------------------- losses
 
+
 def test_subcluster_adacos_loss_decreases_on_separable_problem():
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 16, generator=gen) * 3
@@ -151,8 +153,10 @@ def test_adacos_scale_update_follows_its_formula():
 
     e = emb.double().numpy()
     w = head.centres.double().numpy()
-    cos = ((e / np.linalg.norm(e, axis=1, keepdims=True))
-           @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T).reshape(5, 3, 2)
+    cos = (
+        (e / np.linalg.norm(e, axis=1, keepdims=True))
+        @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
+    ).reshape(5, 3, 2)
     t = target.double().numpy()
     b = (np.exp(s0 * cos) * (t == 0)[:, :, None]).sum(axis=(1, 2))  # non-target sub-clusters
     theta = np.arccos(cos).min(axis=2)  # angle to each class's nearest sub-cluster
@@ -161,8 +165,9 @@ def test_adacos_scale_update_follows_its_formula():
     assert float(head.scale) == pytest.approx(expected, rel=1e-5)
     # the loss of this step already uses the new scale
     logits = expected * cos
-    log_p = (np.log(np.exp(logits).sum(2))
-             - np.log(np.exp(logits.reshape(5, -1)).sum(1, keepdims=True)))
+    log_p = np.log(np.exp(logits).sum(2)) - np.log(
+        np.exp(logits.reshape(5, -1)).sum(1, keepdims=True)
+    )
     assert loss == pytest.approx(-(t * log_p).sum(1).mean(), rel=1e-5)
     # no update in eval mode, nor when every sub-cluster is a target (one class)
     head.eval()
@@ -214,14 +219,16 @@ def test_supplemental_noise_is_added_at_the_drawn_snr():
 
 # -------------------------------------------------------------------------------------- training
 
+
 @pytest.fixture(scope="module")
 def trained():
     waves, labels = _toy_clips()
     cfg = DualCNNConfig(input_seconds=1.0, epochs=2, batch_size=8, n_subclusters=4, seed=3)
     seen = []
     t0 = time.perf_counter()
-    model, history = train_dualcnn(waves, labels, 4, cfg, "cpu",
-                                   progress=lambda s, d, n, m: seen.append((s, d, n)))
+    model, history = train_dualcnn(
+        waves, labels, 4, cfg, "cpu", progress=lambda s, d, n, m: seen.append((s, d, n))
+    )
     return model, history, waves, seen, time.perf_counter() - t0
 
 
@@ -245,15 +252,16 @@ def test_embed_shapes_and_logits(trained):
     assert e.shape == (5, 256)
     en = embed(model, waves[:5], normalize=True)
     np.testing.assert_allclose(np.linalg.norm(en, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(en, e / np.linalg.norm(e, axis=1, keepdims=True), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        en, e / np.linalg.norm(e, axis=1, keepdims=True), rtol=1e-4, atol=1e-6
+    )
     v = embed_views(model, waves[:3], n_views=4, crop_seconds=0.5)
     assert v.shape == (3, 4, 256)
     assert not np.allclose(v[:, 0], v[:, 1])  # different crops give different embeddings
     assert embed_views(model, waves[:3], n_views=2).shape == (3, 2, 256)
     # logits = log sum_k exp(s cos(e, centre_ck))
     w = model.head.centres.double().numpy()
-    cos = (en.astype(np.float64) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T)
+    cos = en.astype(np.float64) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
     expected = np.log(np.exp(float(model.head.scale) * cos.reshape(5, 4, 4)).sum(2))
     np.testing.assert_allclose(logits(model, waves[:5]), expected, rtol=1e-4, atol=1e-4)
 
@@ -264,9 +272,12 @@ def test_views_are_the_embeddings_of_their_crops_in_any_batching(trained):
     crops = [w for wave in waves[:3] for w, _ in view_crops(wave, 3, SR // 2, model.cfg.input_len)]
     e = embed(model, crops, batch_size=5).reshape(3, 3, -1)
     np.testing.assert_allclose(v, e, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(embed(model, waves[:5], batch_size=2),
-                               embed(model, waves[:5], batch_size=64),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        embed(model, waves[:5], batch_size=2),
+        embed(model, waves[:5], batch_size=64),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_views_are_built_batch_by_batch_not_all_at_once(trained):
@@ -286,6 +297,7 @@ def test_views_are_built_batch_by_batch_not_all_at_once(trained):
 
 # ------------------------------------------------------------------------ front end and saved form
 
+
 def _frontend_of(model: DualBranchCNN, n_classes: int = 4) -> DualCNNFrontEnd:
     fe = DualCNNFrontEnd({"input_seconds": 1.0, "n_subclusters": 4}, device="cpu")
     fe.members, fe.class_names = [model], [f"c{i}" for i in range(n_classes)]
@@ -293,8 +305,19 @@ def _frontend_of(model: DualBranchCNN, n_classes: int = 4) -> DualCNNFrontEnd:
 
 
 def _clips(n: int) -> list[Clip]:
-    return [Clip(Path(f"/d/fan/train/{i}.wav"), "fan", "00", "train", "source", "normal",
-                 f"{i:04d}", f"kind_{i % 2}") for i in range(n)]
+    return [
+        Clip(
+            Path(f"/d/fan/train/{i}.wav"),
+            "fan",
+            "00",
+            "train",
+            "source",
+            "normal",
+            f"{i:04d}",
+            f"kind_{i % 2}",
+        )
+        for i in range(n)
+    ]
 
 
 def test_save_load_round_trip_and_checks(trained, tmp_path):
@@ -306,8 +329,9 @@ def test_save_load_round_trip_and_checks(trained, tmp_path):
     np.testing.assert_array_equal(embed(loaded.members[0], waves[:4]), embed(model, waves[:4]))
     np.testing.assert_array_equal(logits(loaded.members[0], waves[:4]), logits(model, waves[:4]))
     clips = _clips(4)
-    np.testing.assert_array_equal(loaded.transform(clips, waves[:4], "views"),
-                                  fe.transform(clips, waves[:4], "views"))
+    np.testing.assert_array_equal(
+        loaded.transform(clips, waves[:4], "views"), fe.transform(clips, waves[:4], "views")
+    )
     meta = json.loads((tmp_path / "m" / "frontend.json").read_text())
     assert meta["frontend"] == "dualcnn" and meta["arch"]["input_len"] == SR
     # a longer input would change the spectrum branch: caught from the shapes before allocating
@@ -346,8 +370,10 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
 def test_ensemble_members_and_memoised_embeddings(tmp_path):
     waves, _ = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0, seed=4)
     clips = _clips(len(waves))
-    fe = DualCNNFrontEnd({"ensemble": 2, "epochs": 1, "batch_size": 4, "n_subclusters": 2,
-                          "n_views": 3}, device="cpu")
+    fe = DualCNNFrontEnd(
+        {"ensemble": 2, "epochs": 1, "batch_size": 4, "n_subclusters": 2, "n_views": 3},
+        device="cpu",
+    )
     assert fe.n_members == 2
     fe.fit(clips, waves, work_dir=tmp_path)
     assert fe.n_members == 2 and fe.class_names == ["fan|00|kind_0", "fan|00|kind_1"]
@@ -355,8 +381,9 @@ def test_ensemble_members_and_memoised_embeddings(tmp_path):
     e = fe.transform(clips, waves, "embedding")
     assert e.shape == (8, 512)
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(e[:, :256] * np.sqrt(2), embed(fe.members[0], waves,
-                                                              normalize=True), rtol=1e-5)
+    np.testing.assert_allclose(
+        e[:, :256] * np.sqrt(2), embed(fe.members[0], waves, normalize=True), rtol=1e-5
+    )
     assert fe.transform(clips[:2], waves[:2], "embedding") is not e  # memoised rows, same values
     np.testing.assert_array_equal(fe.transform(clips[:2], waves[:2], "embedding"), e[:2])
     assert fe.transform(clips, waves, "views").shape == (8, 3, 512)
@@ -365,17 +392,28 @@ def test_ensemble_members_and_memoised_embeddings(tmp_path):
 def test_training_is_deterministic_and_supports_pad_and_noise():
     waves, labels = _toy_clips(n_per_class=3, n_classes=2, seconds=1.0, seed=5)
     noise = [np.random.default_rng(9).standard_normal(SR // 2).astype(np.float32)]
-    cfg = DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2, fit_mode="pad",
-                        supplemental_noise=True, noise_p=1.0)
+    cfg = DualCNNConfig(
+        epochs=1,
+        batch_size=6,
+        n_subclusters=2,
+        fit_mode="pad",
+        supplemental_noise=True,
+        noise_p=1.0,
+    )
     _, h1 = train_dualcnn(waves, labels, 2, cfg, "cpu", noise_waves=noise)
     m2, h2 = train_dualcnn(waves, labels, 2, cfg, "cpu", noise_waves=noise)
     assert h1[0]["loss"] == h2[0]["loss"]
     assert m2.cfg.input_len == max(len(w) for w in waves) and m2.cfg.fit_mode == "pad"
     # no noise clips found: train without (and say so) rather than fail a long pipeline
     plain = DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2)
-    _, h3 = train_dualcnn(waves, labels, 2, DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2,
-                                                          supplemental_noise=True), "cpu",
-                          noise_waves=[])
+    _, h3 = train_dualcnn(
+        waves,
+        labels,
+        2,
+        DualCNNConfig(epochs=1, batch_size=6, n_subclusters=2, supplemental_noise=True),
+        "cpu",
+        noise_waves=[],
+    )
     _, h4 = train_dualcnn(waves, labels, 2, plain, "cpu")
     assert h3[0]["loss"] == h4[0]["loss"] != h1[0]["loss"]
     with pytest.raises(ValueError):

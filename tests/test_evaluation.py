@@ -14,7 +14,11 @@ import scipy.stats
 from sklearn.metrics import roc_auc_score
 
 from stethoscope.evaluation import (
-    EvaluationError, EvaluationResult, evaluate_scores_dir, evaluate_section, read_submission_dir,
+    EvaluationError,
+    EvaluationResult,
+    evaluate_scores_dir,
+    evaluate_section,
+    read_submission_dir,
     write_submission,
 )
 from stethoscope.evaluation.metrics import roc_area
@@ -22,8 +26,15 @@ from stethoscope.evaluation.submission import read_value_csv
 
 SYSTEMS = ("sysA", "sysB")
 SCHEMA = {
-    "auc_source", "auc_target", "pauc", "precision_source", "precision_target",
-    "recall_source", "recall_target", "f1_source", "f1_target",
+    "auc_source",
+    "auc_target",
+    "pauc",
+    "precision_source",
+    "precision_target",
+    "recall_source",
+    "recall_target",
+    "f1_source",
+    "f1_target",
 }
 
 
@@ -48,7 +59,9 @@ def _copy_system(official: Path, system: str, dest: Path) -> Path:
     return dest
 
 
-def _dev_labelled(n_per_group: int, seed: int, domains=("source", "target")) -> tuple[list[str], np.ndarray]:
+def _dev_labelled(
+    n_per_group: int, seed: int, domains=("source", "target")
+) -> tuple[list[str], np.ndarray]:
     """Dev-style names with synthetic scores: anomalies shifted up, target normals shifted up a little."""
     rng = np.random.default_rng(seed)
     names, scores, index = [], [], 0
@@ -85,7 +98,10 @@ def test_fixture_reproduces_official_numbers(official: Path, system: str) -> Non
         for section, values in sections.items():
             for key, value in values.items():
                 assert got["machines"][machine][section][key] == pytest.approx(value, abs=1e-9), (
-                    system, machine, key)
+                    system,
+                    machine,
+                    key,
+                )
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
@@ -113,19 +129,26 @@ def test_result_csv_matches_official_file(official: Path, system: str, tmp_path:
                 assert float(cell_ours) == pytest.approx(value, abs=1e-12), row_theirs[0]
 
 
-def test_development_names_are_renamed_like_the_official_evaluator(official: Path, tmp_path: Path) -> None:
+def test_development_names_are_renamed_like_the_official_evaluator(
+    official: Path, tmp_path: Path
+) -> None:
     """Rows under their development-style names score the same, with or without the ground truth."""
     for machine in ("Compressor", "Conveyor", "Drill", "Pump"):
         rename = _dev_names(official, machine)
-        names, scores, decisions = read_submission_dir(official / "teams" / "demo_team" / "sysA")[(machine, "00")]
+        names, scores, decisions = read_submission_dir(official / "teams" / "demo_team" / "sysA")[
+            (machine, "00")
+        ]
         write_submission(tmp_path, machine, "00", [rename[n] for n in names], scores, decisions)
     expected = _expected(official)["sysA"]
     with_truth = evaluate_scores_dir(tmp_path, official)
     from_names = evaluate_scores_dir(tmp_path)
     assert with_truth.official_score == pytest.approx(expected["official_score"], abs=1e-12)
-    assert _flat(from_names.to_json_dict()) == pytest.approx(_flat(with_truth.to_json_dict()), abs=1e-15)
+    assert _flat(from_names.to_json_dict()) == pytest.approx(
+        _flat(with_truth.to_json_dict()), abs=1e-15
+    )
     assert from_names.machines["Drill"]["00"].auc_target == pytest.approx(
-        expected["machines"]["Drill"]["00"]["auc_target"], abs=1e-12)
+        expected["machines"]["Drill"]["00"]["auc_target"], abs=1e-12
+    )
 
 
 # --- (b) development-name submission, labels from the names --------------------------------------
@@ -160,7 +183,9 @@ def test_hand_computed_section_metrics() -> None:
     decisions = [0, 0, 0, 1, 1, 0]
     m = evaluate_section(names, scores, decisions, labels, domains)
     assert m.auc_source == pytest.approx(3 / 4)  # anomalies {0.5, 0.3} vs source normals {0.1, 0.4}
-    assert m.auc_target == pytest.approx(1 / 4)  # anomalies {0.5, 0.3} vs target normals {0.35, 0.8}
+    assert m.auc_target == pytest.approx(
+        1 / 4
+    )  # anomalies {0.5, 0.3} vs target normals {0.35, 0.8}
     assert (m.precision_source, m.recall_source, m.f1_source) == (1.0, 1.0, 1.0)
     # target: one false positive, the anomaly missed -> 0, with the epsilon floor instead of NaN
     assert (m.precision_target, m.recall_target, m.f1_target) == (0.0, 0.0, 0.0)
@@ -204,7 +229,9 @@ def test_extra_name_is_an_error(official: Path, tmp_path: Path) -> None:
     for kind, value in (("anomaly_score", "0.5"), ("decision_result", "1")):
         with open(sub / f"{kind}_Pump_section_00_test.csv", "a") as fh:
             fh.write(f"section_00_9999.wav,{value}\n")
-    with pytest.raises(EvaluationError, match=r"anomaly_score_Pump_section_00_test\.csv.*section_00_9999"):
+    with pytest.raises(
+        EvaluationError, match=r"anomaly_score_Pump_section_00_test\.csv.*section_00_9999"
+    ):
         evaluate_scores_dir(sub, official)
 
 
@@ -233,7 +260,9 @@ def test_nan_score_is_an_error(tmp_path: Path) -> None:
 def test_machine_without_anomalies_is_an_error(tmp_path: Path) -> None:
     names, scores = _dev_labelled(5, seed=3)
     normal = [i for i, n in enumerate(names) if "_normal_" in n]
-    write_submission(tmp_path, "valve", 0, [names[i] for i in normal], scores[normal], [0] * len(normal))
+    write_submission(
+        tmp_path, "valve", 0, [names[i] for i in normal], scores[normal], [0] * len(normal)
+    )
     with pytest.raises(EvaluationError, match=r"valve.*no anomalous clips"):
         evaluate_scores_dir(tmp_path)
 
@@ -246,7 +275,9 @@ def test_bad_decisions_and_unlabelled_names_are_errors(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match="decision_result_bearing_section_00_test.csv"):
         evaluate_scores_dir(tmp_path)
     other = tmp_path / "eval"
-    write_submission(other, "slider", 0, ["section_00_0000.wav", "section_00_0001.wav"], [0.1, 0.2], [0, 1])
+    write_submission(
+        other, "slider", 0, ["section_00_0000.wav", "section_00_0001.wav"], [0.1, 0.2], [0, 1]
+    )
     with pytest.raises(EvaluationError, match=r"slider.*ground-truth"):
         evaluate_scores_dir(other)
 
@@ -315,8 +346,17 @@ def test_cli_evaluate_reproduces_official_scores(shared: Path, system: str, tmp_
 
     fx = shared / "fixtures" / "official_evaluator"
     out = tmp_path / "out.json"
-    res = CliRunner().invoke(main, ["evaluate", str(fx / "teams" / "demo_team" / system),
-                                    "--ground-truth", str(fx), "--json", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(fx / "teams" / "demo_team" / system),
+            "--ground-truth",
+            str(fx),
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     got = json.loads(out.read_text())
     want = json.loads((fx / "expected" / "official_scores.json").read_text())[system]

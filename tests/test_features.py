@@ -50,14 +50,15 @@ def _official_log_mel(y: np.ndarray) -> np.ndarray:
     """Oracle: the baseline's log-mel with librosa (fixtures/official_logmel/README.md), (T,128)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=1024, hop_length=512, n_mels=128,
-                                         power=2.0, fmin=0.0, fmax=None)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=SR, n_fft=1024, hop_length=512, n_mels=128, power=2.0, fmin=0.0, fmax=None
+    )
     return (10.0 * np.log10(np.maximum(mel, sys.float_info.epsilon))).T
 
 
 def _stack5(log_mel: np.ndarray) -> np.ndarray:
     n_vec = log_mel.shape[0] - 4
-    return np.concatenate([log_mel[t:t + n_vec] for t in range(5)], axis=1)
+    return np.concatenate([log_mel[t : t + n_vec] for t in range(5)], axis=1)
 
 
 # ---------------------------------------------------------------------------- official parity
@@ -67,8 +68,9 @@ def test_parity_with_official_fixtures(shared: Path, workers: int, batch_size: i
     with open(folder / "clips.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
-    res = extract([shared / r["clip"] for r in rows], LogMel(), batch_size=batch_size,
-                  workers=workers)
+    res = extract(
+        [shared / r["clip"] for r in rows], LogMel(), batch_size=batch_size, workers=workers
+    )
     assert not res.failures and res.n_computed == 4
     for row, got in zip(rows, res.features, strict=True):
         ref = np.load(folder / row["npy"])
@@ -109,7 +111,7 @@ def test_stacking_is_frame_major_read_only_view_and_round_trips():
     stacked = ext.stack(log_mel)
     assert stacked.shape == (log_mel.shape[0] - 4, 640)
     for i in (0, 7, stacked.shape[0] - 1):
-        np.testing.assert_array_equal(stacked[i], log_mel[i:i + 5].reshape(-1))
+        np.testing.assert_array_equal(stacked[i], log_mel[i : i + 5].reshape(-1))
     assert not stacked.flags.writeable
     np.testing.assert_array_equal(ext.to_storage(stacked), log_mel)
     assert np.shares_memory(ext.to_storage(stacked), log_mel)  # the view's own memory, no copy
@@ -288,12 +290,28 @@ _DAMAGE = {  # how to spoil a cache entry -> what to write over it, from its goo
 }
 
 
-@pytest.mark.parametrize("extractor, how", [
-    *[(LogMel, how) for how in ["zero_bytes", "garbage", "truncated", "wrong_mel_bands",
-                                "wrong_dtype", "nan", "inf"]],
-    (Waveform, "wrong_shape"), (Waveform, "garbage")])
-def test_bad_cache_entry_is_recomputed_replaced_and_named(tmp_path: Path, extractor, how: str,
-                                                          caplog):
+@pytest.mark.parametrize(
+    "extractor, how",
+    [
+        *[
+            (LogMel, how)
+            for how in [
+                "zero_bytes",
+                "garbage",
+                "truncated",
+                "wrong_mel_bands",
+                "wrong_dtype",
+                "nan",
+                "inf",
+            ]
+        ],
+        (Waveform, "wrong_shape"),
+        (Waveform, "garbage"),
+    ],
+)
+def test_bad_cache_entry_is_recomputed_replaced_and_named(
+    tmp_path: Path, extractor, how: str, caplog
+):
     path = _wav(tmp_path, "a.wav", 2)
     cache = FeatureCache(tmp_path / "cache")
     ref = extract([path], extractor(), cache=cache).features[0].copy()
@@ -374,8 +392,9 @@ def test_bad_files_reported_by_name_valid_ones_extracted(tmp_path: Path):
     good = [_wav(tmp_path, f"g{i}.wav", s, i) for i, s in enumerate([10, 11])]
     clips = [good[0], bad["empty"], bad["truncated"], good[1], bad["text"]]
     seen: list[tuple[str, float, int, dict]] = []
-    res = extract(clips, LogMel(), cache=tmp_path / "cache", batch_size=2,
-                  progress=lambda *a: seen.append(a))
+    res = extract(
+        clips, LogMel(), cache=tmp_path / "cache", batch_size=2, progress=lambda *a: seen.append(a)
+    )
     assert res.clips == [good[0], good[1]]
     assert [f.shape for f in res.features] == [(309, 640), (340, 640)]
     assert [p for p, _ in res.failures] == [bad["empty"], bad["truncated"], bad["text"]]
@@ -385,8 +404,12 @@ def test_bad_files_reported_by_name_valid_ones_extracted(tmp_path: Path):
     assert seen[-1] == ("features (logmel)", 5, 5, {})
     assert [d for _, d, _, _ in seen] == sorted(d for _, d, _, _ in seen)  # never backwards
     seen.clear()
-    missing = extract([tmp_path / "gone.wav", good[0]], LogMel(), cache=tmp_path / "cache",
-                      progress=lambda *a: seen.append(a))
+    missing = extract(
+        [tmp_path / "gone.wav", good[0]],
+        LogMel(),
+        cache=tmp_path / "cache",
+        progress=lambda *a: seen.append(a),
+    )
     assert missing.failures == [(tmp_path / "gone.wav", "file does not exist")]
     assert missing.n_cached == 1 and seen == [("features (logmel)", 2, 2, {})]
 
@@ -435,8 +458,15 @@ def test_accepts_clip_objects_and_empty_input(tmp_path: Path):
     from stethoscope.data import Clip
 
     path = _wav(tmp_path, "section_00_source_train_normal_0000_noAttribute.wav", 1.0)
-    clip = Clip(path=path, machine="fan", section="00", split="train", domain="source",
-                label="normal", index="0000")
+    clip = Clip(
+        path=path,
+        machine="fan",
+        section="00",
+        split="train",
+        domain="source",
+        label="normal",
+        index="0000",
+    )
     res = extract([clip], LogMel(), workers=1)
     assert res.clips == [clip] and res.features[0].shape == (28, 640)
     assert res.clips_per_second > 0

@@ -33,8 +33,19 @@ def _invoke(*args: str) -> str:
 
 def test_fit_score_evaluate_and_fresh_process(tiny_data: Path, tmp_path: Path):
     model = tmp_path / "model"
-    _invoke("fit", "--system", "ae-mse", "--data", str(tiny_data), "--out", str(model),
-            "--epochs", "2", "--cache-dir", str(tmp_path / "cache"))
+    _invoke(
+        "fit",
+        "--system",
+        "ae-mse",
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(model),
+        "--epochs",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert (model / "system.json").exists()
     from safetensors import safe_open
 
@@ -47,11 +58,26 @@ def test_fit_score_evaluate_and_fresh_process(tiny_data: Path, tmp_path: Path):
     # score new clips in a fresh process with no access to the training data
     new_root = tmp_path / "new"
     for m in MACHINES:
-        shutil.copytree(tiny_data / "dev_data" / "raw" / m / "test",
-                        new_root / "dev_data" / "raw" / m / "test")
+        shutil.copytree(
+            tiny_data / "dev_data" / "raw" / m / "test", new_root / "dev_data" / "raw" / m / "test"
+        )
     scores = tmp_path / "scores"
-    subprocess.run([sys.executable, "-m", "stethoscope", "score", "--model", str(model),
-                    "--data", str(new_root), "--out", str(scores)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stethoscope",
+            "score",
+            "--model",
+            str(model),
+            "--data",
+            str(new_root),
+            "--out",
+            str(scores),
+        ],
+        check=True,
+        capture_output=True,
+    )
     for m in MACHINES:
         rows = (scores / f"anomaly_score_{m}_section_00_test.csv").read_text().splitlines()
         n_test = len(list((new_root / "dev_data" / "raw" / m / "test").glob("*.wav")))
@@ -74,29 +100,77 @@ def test_bad_clips_are_reported_and_the_rest_processed(tiny_data: Path, tmp_path
     bad_test = test / "section_00_source_test_normal_0999_noAttribute.wav"
     bad_test.write_bytes(b"")
     model = tmp_path / "m"
-    res = CliRunner().invoke(main, ["fit", "--system", "spectral", "--data", str(data),
-                                    "--out", str(model), "--cache-dir", str(tmp_path / "c")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--system",
+            "spectral",
+            "--data",
+            str(data),
+            "--out",
+            str(model),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert bad_train.name in res.output
-    res = CliRunner().invoke(main, ["score", "--model", str(model), "--data", str(data),
-                                    "--out", str(tmp_path / "s"), "--cache-dir", str(tmp_path / "c")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "score",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "s"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert bad_test.name in res.output
     names = (tmp_path / "s" / "anomaly_score_fan_section_00_test.csv").read_text()
     assert bad_test.name not in names
     assert len(names.splitlines()) == len(list(test.glob("*.wav"))) - 1
     # stop policy: the first bad file ends the run with its name
-    res = CliRunner().invoke(main, ["fit", "--system", "spectral", "--data", str(data), "--out",
-                                    str(tmp_path / "m2"), "--on-bad-file", "stop", "--cache-dir",
-                                    str(tmp_path / "c")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--system",
+            "spectral",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m2"),
+            "--on-bad-file",
+            "stop",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code != 0
     assert bad_train.name in str(res.output) + str(res.exception)
 
 
 def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
     run = tmp_path / "run"
-    args = ["run", "--systems", "spectral,ae-mse,ae-mahala", "--data", str(tiny_data), "--out",
-            str(run), "--epochs", "2", "--cache-dir", str(tmp_path / "cache")]
+    args = [
+        "run",
+        "--systems",
+        "spectral,ae-mse,ae-mahala",
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     _invoke(*args)
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary) == {"spectral", "ae-mse", "ae-mahala"}
@@ -123,7 +197,9 @@ def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
     assert "scored (model reused)" in out
 
     # a different configuration under the same name is never overwritten silently
-    res = CliRunner().invoke(main, args[:-4] + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")])
+    res = CliRunner().invoke(
+        main, args[:-4] + ["--epochs", "3", "--cache-dir", str(tmp_path / "cache")]
+    )
     assert res.exit_code != 0
     assert "different configuration" in res.output
 
@@ -131,8 +207,8 @@ def test_run_layout_resume_and_conflict(tiny_data: Path, tmp_path: Path):
 def test_saved_model_scores_match_in_process(tiny_data: Path, tmp_path: Path):
     from stethoscope.data import Catalog
     from stethoscope.pipeline.fit import fit_systems
-    from stethoscope.pipeline.system_model import SystemModel
     from stethoscope.pipeline.score import score_clips
+    from stethoscope.pipeline.system_model import SystemModel
     from stethoscope.systems import get_system
 
     cat = Catalog.scan(tiny_data)
@@ -154,7 +230,8 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
         f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
         "systems: [cnn-kmeans, cnn-ds, cnn-dtmm, acae]\n"
         "frontends:\n  dualcnn: {epochs: 1, batch_size: 16, n_views: 3, ensemble: 2}\n"
-        "  acae: {epochs: 1, batch_size: 16}\n")
+        "  acae: {epochs: 1, batch_size: 16}\n"
+    )
     out = _invoke("run", "--config", str(cfg))
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary) == {"cnn-kmeans", "cnn-ds", "cnn-dtmm", "acae"}
@@ -162,9 +239,12 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
         assert 0.0 < v["official_score"] <= 1.0, name
         clip_scores = (run / name / "clip_scores.csv").read_text().splitlines()
         assert len(clip_scores) == 1 + sum(
-            len(list((tiny_data / "dev_data" / "raw" / m / "test").glob("*.wav"))) for m in MACHINES)
-    w = [(run / s / "model" / "frontend" / "frontend.safetensors").read_bytes()
-         for s in ("cnn-kmeans", "cnn-ds", "cnn-dtmm")]
+            len(list((tiny_data / "dev_data" / "raw" / m / "test").glob("*.wav"))) for m in MACHINES
+        )
+    w = [
+        (run / s / "model" / "frontend" / "frontend.safetensors").read_bytes()
+        for s in ("cnn-kmeans", "cnn-ds", "cnn-dtmm")
+    ]
     assert w[0] == w[1] == w[2]
     # a 2-seed ensemble: one back end per member, scores averaged
     ds = json.loads((run / "cnn-ds" / "model" / "backends" / "fan_section_00.json").read_text())
@@ -203,14 +283,29 @@ def test_evaluation_set_names_with_ground_truth(tiny_data: Path, tmp_path: Path)
         shutil.copy(clip, test_dir / name)
         labels.append(f"{name},{int('_anomaly_' in clip.name)}")
         domains.append(f"{name},{int('_target_' in clip.name)}")
-    (gt / "ground_truth_data" / "ground_truth_fan_section_00_test.csv").write_text("\n".join(labels) + "\n")
-    (gt / "ground_truth_domain" / "ground_truth_fan_section_00_test.csv").write_text("\n".join(domains) + "\n")
+    (gt / "ground_truth_data" / "ground_truth_fan_section_00_test.csv").write_text(
+        "\n".join(labels) + "\n"
+    )
+    (gt / "ground_truth_domain" / "ground_truth_fan_section_00_test.csv").write_text(
+        "\n".join(domains) + "\n"
+    )
     cat = Catalog.scan(root)
     assert {c.dataset for c in cat.clips} == {"eval"}
     assert all(c.label is None and c.domain is None for c in cat.select(split="test"))
     run = tmp_path / "run"
-    out = _invoke("run", "--systems", "spectral", "--data", str(root), "--out", str(run),
-                  "--ground-truth", str(gt), "--cache-dir", str(tmp_path / "c"))
+    out = _invoke(
+        "run",
+        "--systems",
+        "spectral",
+        "--data",
+        str(root),
+        "--out",
+        str(run),
+        "--ground-truth",
+        str(gt),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
     ev = json.loads((run / "spectral" / "evaluation.json").read_text())
     assert set(ev["machines"]) == {"fan"}
     assert ev["machines"]["fan"]["00"]["auc_target"] is not None
@@ -221,8 +316,10 @@ def test_front_ends_with_different_settings_are_trained_separately(tiny_data: Pa
     """acae and its no-attention ablation share a front-end name but not a model."""
     run = tmp_path / "run"
     cfg = tmp_path / "study.yaml"
-    cfg.write_text(f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
-                   "systems: [acae, acae-noattn]\nfrontends:\n  acae: {epochs: 1, batch_size: 16}\n")
+    cfg.write_text(
+        f"data: {tiny_data}\nout: {run}\ncache_dir: {tmp_path / 'cache'}\n"
+        "systems: [acae, acae-noattn]\nfrontends:\n  acae: {epochs: 1, batch_size: 16}\n"
+    )
     _invoke("run", "--config", str(cfg))
     a = (run / "acae" / "model" / "frontend" / "frontend.safetensors").read_bytes()
     b = (run / "acae-noattn" / "model" / "frontend" / "frontend.safetensors").read_bytes()

@@ -2,9 +2,9 @@
 epoch's last step) and how the CLI's line renderer shows them."""
 
 import torch
-from test_training import ToyTask
 
 from stethoscope.models.training import LoopConfig, train
+from test_training import ToyTask
 
 
 def _run(every: float) -> tuple[list[tuple[str, float, int]], list[dict]]:
@@ -16,8 +16,12 @@ def _run(every: float) -> tuple[list[tuple[str, float, int]], list[dict]]:
         infos.append(info)
 
     task = ToyTask(n=32, batch=8)  # 4 steps per epoch
-    train(task, LoopConfig("toy", epochs=2, seed=0, lr=1e-2, progress_every=every),
-          torch.device("cpu"), progress=progress)
+    train(
+        task,
+        LoopConfig("toy", epochs=2, seed=0, lr=1e-2, progress_every=every),
+        torch.device("cpu"),
+        progress=progress,
+    )
     return calls, infos
 
 

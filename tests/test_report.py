@@ -14,13 +14,24 @@ import pytest
 import scipy.stats
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from stethoscope.report import build_report, load_run, screenshot, table1_csv, table1_markdown, table1_text
 from stethoscope.report import build as build_mod
+from stethoscope.report import (
+    build_report,
+    load_run,
+    screenshot,
+    table1_csv,
+    table1_markdown,
+    table1_text,
+)
 from stethoscope.report.tables import prf_csv, table1_rows
 
 MACHINES = ("fan", "valve")
 # system -> (anomaly shift, has a target domain, has embeddings)
-SYSTEMS = {"ae-mse": (1.0, True, False), "cnn-ds": (2.0, True, True), "my-system": (0.5, False, False)}
+SYSTEMS = {
+    "ae-mse": (1.0, True, False),
+    "cnn-ds": (2.0, True, True),
+    "my-system": (0.5, False, False),
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -59,7 +70,9 @@ def _metrics(rows, threshold: float) -> dict:
             m[f"recall_{d}"] = recall_score(y[dm], dec[dm], zero_division=0)
             m[f"f1_{d}"] = f1_score(y[dm], dec[dm], zero_division=0)
         machines[machine] = {"00": {k: None if v is None else float(v) for k, v in m.items()}}
-    pooled = [machines[mc]["00"][k] for k in ("auc_source", "auc_target", "pauc") for mc in MACHINES]
+    pooled = [
+        machines[mc]["00"][k] for k in ("auc_source", "auc_target", "pauc") for mc in MACHINES
+    ]
     official = float(scipy.stats.hmean([v for v in pooled if v is not None]))
     return {"official_score": official, "machines": machines}
 
@@ -76,22 +89,51 @@ def run_dir(tmp_path_factory) -> Path:
         threshold = 1.0
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["machine", "section", "file_name", "domain", "label", "score", "decision", "threshold"])
+        w.writerow(
+            ["machine", "section", "file_name", "domain", "label", "score", "decision", "threshold"]
+        )
         for machine, section, name, domain, label, score in rows:
-            w.writerow([machine, section, name, domain, label, repr(score), int(score > threshold), threshold])
+            w.writerow(
+                [
+                    machine,
+                    section,
+                    name,
+                    domain,
+                    label,
+                    repr(score),
+                    int(score > threshold),
+                    threshold,
+                ]
+            )
         (sdir / "clip_scores.csv").write_text(buf.getvalue())
         ev = _metrics(rows, threshold)
         (sdir / "evaluation.json").write_text(json.dumps(ev))
         summary[system] = {"official_score": ev["official_score"]}
-        (sdir / "model" / "system.json").write_text(json.dumps({"system": {
-            "name": system, "frontend": {"name": "fe", "params": {"epochs": 2}},
-            "backend": {"name": "be", "params": {}}, "threshold": {"name": "percentile", "params": {"q": 90}},
-            "description": f"test system {system}"}}))
+        (sdir / "model" / "system.json").write_text(
+            json.dumps(
+                {
+                    "system": {
+                        "name": system,
+                        "frontend": {"name": "fe", "params": {"epochs": 2}},
+                        "backend": {"name": "be", "params": {}},
+                        "threshold": {"name": "percentile", "params": {"q": 90}},
+                        "description": f"test system {system}",
+                    }
+                }
+            )
+        )
         if embeddings:
-            x = np.array([rng.normal(1.5 if r[4] == "anomaly" else 0.0, 1.0, 8) for r in rows], np.float32)
-            np.savez(sdir / "embeddings.npz", x=x, machine=np.array([r[0] for r in rows]),
-                     domain=np.array([r[3] for r in rows]), label=np.array([r[4] for r in rows]),
-                     file_name=np.array([r[2] for r in rows]))
+            x = np.array(
+                [rng.normal(1.5 if r[4] == "anomaly" else 0.0, 1.0, 8) for r in rows], np.float32
+            )
+            np.savez(
+                sdir / "embeddings.npz",
+                x=x,
+                machine=np.array([r[0] for r in rows]),
+                domain=np.array([r[3] for r in rows]),
+                label=np.array([r[4] for r in rows]),
+                file_name=np.array([r[2] for r in rows]),
+            )
     (root / "summary.json").write_text(json.dumps(summary))
     return root
 
@@ -139,13 +181,21 @@ def test_table1_csv_matches_evaluation_json(run_dir: Path) -> None:
 
 def test_prf_csv_matches_evaluation_json(run_dir: Path) -> None:
     evals = _evals(run_dir)
-    keys = {"P-s": "precision_source", "P-t": "precision_target", "R-s": "recall_source",
-            "R-t": "recall_target", "F1-s": "f1_source", "F1-t": "f1_target"}
+    keys = {
+        "P-s": "precision_source",
+        "P-t": "precision_target",
+        "R-s": "recall_source",
+        "R-t": "recall_target",
+        "F1-s": "f1_source",
+        "F1-t": "f1_target",
+    }
     rows = list(csv.DictReader(io.StringIO(prf_csv(run_dir))))
     assert len(rows) == len(MACHINES) * len(keys)
     for row in rows:
         for system in SYSTEMS:
-            assert row[system] == _pct(evals[system]["machines"][row["machine"]]["00"][keys[row["metric"]]])
+            assert row[system] == _pct(
+                evals[system]["machines"][row["machine"]]["00"][keys[row["metric"]]]
+            )
 
 
 def test_markdown_bolds_best_and_dashes_missing(run_dir: Path) -> None:
@@ -154,7 +204,9 @@ def test_markdown_bolds_best_and_dashes_missing(run_dir: Path) -> None:
         assert name in md
     evals = _evals(run_dir)
     for machine in MACHINES:
-        values = {s: round(100 * evals[s]["machines"][machine]["00"]["auc_source"], 1) for s in SYSTEMS}
+        values = {
+            s: round(100 * evals[s]["machines"][machine]["00"]["auc_source"], 1) for s in SYSTEMS
+        }
         best = max(values.values())
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {machine} | AUC-s |"))
         assert f"**{best:.1f}**" in line
@@ -192,7 +244,9 @@ def test_text_table_from_json_only(run_dir: Path, tmp_path: Path) -> None:
 
 def test_plots_are_valid_pngs(built: Path) -> None:
     plots = built.parent / "plots"
-    expected = {f"{s}_{k}.png" for s in SYSTEMS for k in ("roc", "scores")} | {"cnn-ds_embeddings.png"}
+    expected = {f"{s}_{k}.png" for s in SYSTEMS for k in ("roc", "scores")} | {
+        "cnn-ds_embeddings.png"
+    }
     assert {p.name for p in plots.glob("*.png")} == expected
     for p in plots.glob("*.png"):
         data = p.read_bytes()
@@ -241,7 +295,10 @@ def test_project_2d_is_deterministic() -> None:
 
 def test_several_sections_get_their_own_rows(tmp_path: Path) -> None:
     metrics = {k: 0.5 for k in ("auc_source", "auc_target", "pauc")}
-    ev = {"official_score": 0.5, "machines": {"fan": {"00": metrics, "01": metrics}, "pump": {"00": metrics}}}
+    ev = {
+        "official_score": 0.5,
+        "machines": {"fan": {"00": metrics, "01": metrics}, "pump": {"00": metrics}},
+    }
     (tmp_path / "ae-mse").mkdir()
     (tmp_path / "ae-mse" / "evaluation.json").write_text(json.dumps(ev))
     groups = [r["machine"] for r in csv.DictReader(io.StringIO(table1_csv(tmp_path)))]
@@ -256,8 +313,11 @@ def test_domain_offset_table(run_dir: Path, built: Path) -> None:
     assert [r.metric for r in table.rows[:3]] == ["tn > sn", "AUC tn|ta", "AUC tn|sa"]
     with open(run_dir / "cnn-ds" / "clip_scores.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["machine"] == "fan"]
-    s = {(d, lab): [float(r["score"]) for r in rows if (r["domain"], r["label"]) == (d, lab)]
-         for d in ("source", "target") for lab in ("normal", "anomaly")}
+    s = {
+        (d, lab): [float(r["score"]) for r in rows if (r["domain"], r["label"]) == (d, lab)]
+        for d in ("source", "target")
+        for lab in ("normal", "anomaly")
+    }
 
     def auc(neg, pos):
         return roc_auc_score([0] * len(s[neg]) + [1] * len(s[pos]), s[neg] + s[pos])
@@ -269,4 +329,7 @@ def test_domain_offset_table(run_dir: Path, built: Path) -> None:
     assert fan["AUC tn|sa"] == pytest.approx(auc(("target", "normal"), ("source", "anomaly")))
     assert all(r.values[table.systems.index("my-system")] is None for r in table.rows)  # no target
     assert (built.parent / "domain_shift.csv").is_file()
-    assert "Domain offset" in built.read_text() and "Domain offset" in (built.parent / "table1.md").read_text()
+    assert (
+        "Domain offset" in built.read_text()
+        and "Domain offset" in (built.parent / "table1.md").read_text()
+    )

@@ -12,8 +12,7 @@ import pytest
 
 from stethoscope.audio import audio_info, load_audio
 from stethoscope.data import Catalog
-from stethoscope.synth import DEFAULT_MACHINES, MACHINES, clip_counts, generate_dataset
-from stethoscope.synth import anomalies
+from stethoscope.synth import DEFAULT_MACHINES, MACHINES, anomalies, clip_counts, generate_dataset
 from stethoscope.synth.check import evaluate_dataset, quick_check
 
 SCALE, DURATION = 0.02, 2.0
@@ -37,10 +36,18 @@ def _files(root: Path, machine: str) -> dict[str, str]:
 
 
 def test_counts_scale_and_floors():
-    assert clip_counts(1.0) == {"train_source": 990, "train_target": 10, "test": 50,
-                                "supplemental": 100}
-    assert clip_counts(0.001) == {"train_source": 10, "train_target": 2, "test": 3,
-                                  "supplemental": 2}
+    assert clip_counts(1.0) == {
+        "train_source": 990,
+        "train_target": 10,
+        "test": 50,
+        "supplemental": 100,
+    }
+    assert clip_counts(0.001) == {
+        "train_source": 10,
+        "train_target": 2,
+        "test": 3,
+        "supplemental": 2,
+    }
     for bad in (0.0, -1.0, 11.0):
         with pytest.raises(ValueError, match="scale"):
             clip_counts(bad)
@@ -69,7 +76,7 @@ def test_audio_is_sane(small):
     cat = Catalog.scan(small)
     for c in cat.clips[::17]:
         y = load_audio(c.path)
-        assert 1e-3 < float(np.sqrt(np.mean(y ** 2))) < 0.3, c.name
+        assert 1e-3 < float(np.sqrt(np.mean(y**2))) < 0.3, c.name
         assert float(np.max(np.abs(y))) <= 0.951, c.name
 
 
@@ -99,8 +106,9 @@ def test_attribute_csv_lists_train_and_test(small):
             rows = list(csv.reader(fh))
         assert rows[0][0] == "file_name" and rows[0][1:3] == ["d1p", "d1v"]
         listed = {r[0] for r in rows[1:]}
-        expected = {f"{m}/{c.split}/{c.name}" for c in cat.select(machine=m)
-                    if c.split in ("train", "test")}
+        expected = {
+            f"{m}/{c.split}/{c.name}" for c in cat.select(machine=m) if c.split in ("train", "test")
+        }
         assert listed == expected
         for r in rows[1:]:
             assert len(r) == len(rows[0])
@@ -115,12 +123,19 @@ def test_attribute_csv_lists_train_and_test(small):
 
 def test_deterministic_and_independent_of_workers_and_subset(small, tmp_path):
     # two machines only, with a process pool: every clip must match the single-process full run
-    generate_dataset(tmp_path / "again", seed=0, scale=SCALE, duration=DURATION,
-                     machines=["valve", "fan"], workers=2)
+    generate_dataset(
+        tmp_path / "again",
+        seed=0,
+        scale=SCALE,
+        duration=DURATION,
+        machines=["valve", "fan"],
+        workers=2,
+    )
     for m in ("valve", "fan"):
         assert _files(tmp_path / "again", m) == _files(small, m)
-    generate_dataset(tmp_path / "other", seed=1, scale=SCALE, duration=DURATION,
-                     machines=["valve"], workers=1)
+    generate_dataset(
+        tmp_path / "other", seed=1, scale=SCALE, duration=DURATION, machines=["valve"], workers=1
+    )
     a, b = _files(small, "valve"), _files(tmp_path / "other", "valve")
     assert len(a) == len(b) and not set(a.values()) & set(b.values())
 
@@ -130,13 +145,20 @@ def test_refuses_to_overwrite(small, tmp_path):
         generate_dataset(small, scale=SCALE, duration=DURATION, machines=["fan"])
     out = tmp_path / "ds"
     generate_dataset(out, scale=0.01, duration=1.0, machines=["fan"], workers=1)
-    stray = out / "dev_data" / "raw" / "fan" / "train" / (
-        "section_00_source_train_normal_9999_x_1.wav")
+    stray = (
+        out / "dev_data" / "raw" / "fan" / "train" / ("section_00_source_train_normal_9999_x_1.wav")
+    )
     stray.write_bytes(b"")
     calls = []
-    summary = generate_dataset(out, scale=0.01, duration=1.0, machines=["fan"], workers=1,
-                               overwrite=True,
-                               progress=lambda stage, d, t, info: calls.append((stage, d, t)))
+    summary = generate_dataset(
+        out,
+        scale=0.01,
+        duration=1.0,
+        machines=["fan"],
+        workers=1,
+        overwrite=True,
+        progress=lambda stage, d, t, info: calls.append((stage, d, t)),
+    )
     assert not stray.exists()  # the machine folder was regenerated, not merged
     n = summary["clips"]
     assert calls[-1] == ("synthesising clips", n, n) and len(calls) == n
@@ -186,8 +208,9 @@ def test_target_train_count_is_fixed_whatever_the_scale(tmp_path):
     from stethoscope.data import Catalog
     from stethoscope.synth import generate_dataset
 
-    generate_dataset(tmp_path, seed=1, scale=0.02, duration=1.0, machines=["valve"], workers=1,
-                     target_train=5)
+    generate_dataset(
+        tmp_path, seed=1, scale=0.02, duration=1.0, machines=["valve"], workers=1, target_train=5
+    )
     cat = Catalog.scan(tmp_path)
     assert len(cat.select(split="train", domain="target")) == 5
     assert len(cat.select(split="train", domain="source")) == 20

@@ -13,28 +13,43 @@ import pytest
 
 from stethoscope.errors import ConfigError
 from stethoscope.plugins import load_plugin
-from stethoscope.systems import (SYSTEMS, TABLE1, ComponentSpec, SystemConfig, register_system,
-                                 resolve_systems)
+from stethoscope.systems import (
+    SYSTEMS,
+    TABLE1,
+    ComponentSpec,
+    SystemConfig,
+    register_system,
+    resolve_systems,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _system(**overrides: object) -> SystemConfig:
-    fields: dict = dict(name="broken-entry", frontend=ComponentSpec("dualcnn"),
-                        backend=ComponentSpec("kmeans"), threshold=ComponentSpec("percentile"),
-                        backend_input="embedding")
+    fields: dict = dict(
+        name="broken-entry",
+        frontend=ComponentSpec("dualcnn"),
+        backend=ComponentSpec("kmeans"),
+        threshold=ComponentSpec("percentile"),
+        backend_input="embedding",
+    )
     fields.update(overrides)
     return SystemConfig(**fields)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"backend": ComponentSpec("no-such-backend")}, "unknown back end 'no-such-backend'"),
-    ({"frontend": ComponentSpec("no-such-frontend")}, "unknown front end 'no-such-frontend'"),
-    ({"threshold": ComponentSpec("no-such-rule")}, "unknown threshold rule 'no-such-rule'"),
-    ({"backend_input": "residual"}, "front end 'dualcnn' does not produce 'residual'"),
-    ({"backend": ComponentSpec("ae-mse"), "backend_input": "views"},
-     "back end 'ae-mse' does not take 'views'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"backend": ComponentSpec("no-such-backend")}, "unknown back end 'no-such-backend'"),
+        ({"frontend": ComponentSpec("no-such-frontend")}, "unknown front end 'no-such-frontend'"),
+        ({"threshold": ComponentSpec("no-such-rule")}, "unknown threshold rule 'no-such-rule'"),
+        ({"backend_input": "residual"}, "front end 'dualcnn' does not produce 'residual'"),
+        (
+            {"backend": ComponentSpec("ae-mse"), "backend_input": "views"},
+            "back end 'ae-mse' does not take 'views'",
+        ),
+    ],
+)
 def test_a_broken_system_entry_is_refused_with_its_name(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         register_system(_system(**overrides))
@@ -48,12 +63,17 @@ def test_a_module_with_a_broken_entry_fails_at_import(tmp_path):
         "from stethoscope.systems import ComponentSpec, SystemConfig, register_system\n"
         "register_system(SystemConfig(name='ae-knn', frontend=ComponentSpec('ae'),\n"
         "    backend=ComponentSpec('kmeans'), threshold=ComponentSpec('percentile'),\n"
-        "    backend_input='residual'))\n")
+        "    backend_input='residual'))\n"
+    )
     with pytest.raises(ConfigError, match="system 'ae-knn': back end 'kmeans' does not take"):
         load_plugin(str(plugin))
     # through the CLI: one line naming the entry, no traceback
-    proc = subprocess.run([sys.executable, "-m", "stethoscope", "--plugin", str(plugin), "systems"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stethoscope", "--plugin", str(plugin), "systems"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "system 'ae-knn'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -71,7 +91,7 @@ def test_the_readme_back_end_recipe_works_as_written(tmp_path):
     from stethoscope.synth import generate_dataset
 
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("### A back end"):text.index("### A front end")]
+    section = text[text.index("### A back end") : text.index("### A front end")]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     command = re.search(r"```bash\n(stethoscope --plugin .*?)\n```", section, re.S)
     assert code and command
@@ -85,8 +105,14 @@ def test_the_readme_back_end_recipe_works_as_written(tmp_path):
     args[args.index("ROOT")] = str(data)
     args[args.index("runs/nn")] = str(tmp_path / "run")
     env = {**os.environ, "STETHOSCOPE_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "stethoscope", *args], capture_output=True,
-                          text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stethoscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(tmp_path / "run" / "spectral-nearest" / "clip_scores.csv") as fh:
         rows = list(csv.DictReader(fh))

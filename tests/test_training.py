@@ -29,8 +29,9 @@ CPU = torch.device("cpu")
 class ToyTask:
     """Linear regression through a small MLP (with optional dropout: draws from the global RNG)."""
 
-    def __init__(self, n: int = 40, batch: int = 8, seed: int = 0, dropout: float = 0.0,
-                 shift: float = 0.0) -> None:
+    def __init__(
+        self, n: int = 40, batch: int = 8, seed: int = 0, dropout: float = 0.0, shift: float = 0.0
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n, 4, generator=g)
         self.y = self.x @ torch.tensor([1.0, -2.0, 3.0, 0.5]) + shift
@@ -81,6 +82,7 @@ def stop_after(epoch: int):
 
 # ------------------------------------------------------------------------------------ the loop
 
+
 def test_metrics_are_sample_weighted_batch_means():
     task = ToyTask(n=30, batch=8)  # batches of 8, 8, 8, 6
     with torch.no_grad():
@@ -127,13 +129,20 @@ def test_resume_continues_exactly_with_dropout(tmp_path):
         train(run, loop(), CPU, work_dir=tmp_path / "run", progress=stop_after(2))
     again = ToyTask(dropout=0.5)  # a fresh process: new modules, the checkpoint on disk
     calls = []
-    hist = train(again, loop(), CPU, work_dir=tmp_path / "run",
-                 progress=lambda s, d, t, i: calls.append((s, d, t)))
+    hist = train(
+        again,
+        loop(),
+        CPU,
+        work_dir=tmp_path / "run",
+        progress=lambda s, d, t, i: calls.append((s, d, t)),
+    )
     assert calls == [("toy: epochs", 2, 4), ("toy: epochs", 3, 4), ("toy: epochs", 4, 4)]
     assert_same(weights(again.net), weights(full.net))
     assert [h["loss"] for h in hist] == [h["loss"] for h in hist_full]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "checkpoint-0004.safetensors", "checkpoint.json"]
+        "checkpoint-0004.safetensors",
+        "checkpoint.json",
+    ]
     # a finished run trains no more
     done = ToyTask(dropout=0.5)
     assert len(train(done, loop(), CPU, work_dir=tmp_path / "run")) == 4
@@ -155,8 +164,18 @@ def test_checkpoint_of_other_data_or_settings_is_refused(tmp_path):
     with pytest.raises(ModelError, match=r'data: "a" then, "b" now'):
         train(ToyTask(), loop(epochs=1), CPU, work_dir=tmp_path, fingerprint={"data": "b"})
     # threads and the name change how it runs, not what it computes: resumed
-    assert len(train(ToyTask(), loop(epochs=1, threads=1, name="other"), CPU, work_dir=tmp_path,
-                     fingerprint={"data": "a"})) == 1
+    assert (
+        len(
+            train(
+                ToyTask(),
+                loop(epochs=1, threads=1, name="other"),
+                CPU,
+                work_dir=tmp_path,
+                fingerprint={"data": "a"},
+            )
+        )
+        == 1
+    )
 
 
 def test_broken_checkpoint_is_a_model_error(tmp_path):
@@ -172,26 +191,50 @@ def test_broken_checkpoint_is_a_model_error(tmp_path):
 
 # ------------------------------------------------------------------- SIGKILL, then run again
 
+
 def kill_case(name: str) -> tuple[dict, list[Clip], list[np.ndarray]]:
     """Settings, clips and waveforms of the SIGKILL tests: 16 one-second tones of two classes."""
-    params = {"dualcnn": dict(input_seconds=1.0, epochs=3, batch_size=8, n_subclusters=2,
-                              threads=1),
-              "acae": dict(input_seconds=0.5, freq_bins=16, channels=[4, 8], d_model=8,
-                           latent_dim=8, heads=2, dropout=0.2, batch_size=8, epochs=3,
-                           threads=1)}[name]
+    params = {
+        "dualcnn": dict(input_seconds=1.0, epochs=3, batch_size=8, n_subclusters=2, threads=1),
+        "acae": dict(
+            input_seconds=0.5,
+            freq_bins=16,
+            channels=[4, 8],
+            d_model=8,
+            latent_dim=8,
+            heads=2,
+            dropout=0.2,
+            batch_size=8,
+            epochs=3,
+            threads=1,
+        ),
+    }[name]
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     clips, waves = [], []
     for i in range(16):
         c = i % 2
-        waves.append((0.1 * np.sin(2 * np.pi * 200 * (c + 1) * t)
-                      + 0.02 * rng.standard_normal(16000)).astype(np.float32))
-        clips.append(Clip(Path(f"/toy/fan/train/{i}.wav"), "fan", "00", "train", "source",
-                          "normal", f"{i:04d}", f"kind_{c}"))
+        waves.append(
+            (
+                0.1 * np.sin(2 * np.pi * 200 * (c + 1) * t) + 0.02 * rng.standard_normal(16000)
+            ).astype(np.float32)
+        )
+        clips.append(
+            Clip(
+                Path(f"/toy/fan/train/{i}.wav"),
+                "fan",
+                "00",
+                "train",
+                "source",
+                "normal",
+                f"{i:04d}",
+                f"kind_{c}",
+            )
+        )
     return params, clips, waves
 
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import logging, sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[5])
@@ -211,7 +254,7 @@ SCRIPT = textwrap.dedent('''
     fe.fit(clips, waves, progress=progress, work_dir=work)
     fe.save(out)
     print("finished", flush=True)
-''')
+""")
 
 
 @pytest.mark.parametrize("name", ["dualcnn", "acae"])
@@ -223,9 +266,21 @@ def test_training_killed_with_sigkill_resumes_from_its_last_epoch(name, tmp_path
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def run(out: str, pause: float) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), name, str(work), str(tmp_path / out),
-                                 str(pause), str(Path(__file__).parent)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=env)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                name,
+                str(work),
+                str(tmp_path / out),
+                str(pause),
+                str(Path(__file__).parent),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
 
     first = run("first", 0.5)
     assert first.stdout is not None
@@ -244,7 +299,8 @@ def test_training_killed_with_sigkill_resumes_from_its_last_epoch(name, tmp_path
     assert f"{name}: resuming at epoch {epoch + 1} of 3 from {ckpt.parent}" in out
     # the bar starts where the checkpoint left off; only the remaining epochs run
     assert [x for x in out.splitlines() if x.startswith("progress")] == [
-        f"progress {e}/3" for e in range(epoch, 4)]
+        f"progress {e}/3" for e in range(epoch, 4)
+    ]
     assert json.loads(ckpt.read_text())["epoch"] == 3
 
     # the same model as a training never interrupted (one thread in both processes)
@@ -253,5 +309,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_epoch(name, tmp_path
     uninterrupted.fit(clips, waves)
     resumed = FRONTENDS.get(name).load(tmp_path / "second", device="cpu")
     assert resumed.n_members == 1
-    np.testing.assert_array_equal(resumed.transform(clips, waves, "embedding"),
-                                  uninterrupted.transform(clips, waves, "embedding"))
+    np.testing.assert_array_equal(
+        resumed.transform(clips, waves, "embedding"),
+        uninterrupted.transform(clips, waves, "embedding"),
+    )

@@ -45,8 +45,9 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     return info.frames, info.samplerate, info.channels
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
-               ) -> np.ndarray:
+def load_audio(
+    path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
+) -> np.ndarray:
     """Read a clip as mono float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
 
     Multi-channel files are averaged to mono; other sample rates are resampled with a warning.
@@ -57,15 +58,19 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_S
         raise AudioError(path, "audio has no samples")
     y = data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
     if file_sr != sr:
-        warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning, stacklevel=2
+        )
         import librosa  # deferred: only needed for the odd file
 
         y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
         integer_pcm = False
     if y.shape[0] < min_samples:
-        raise AudioError(path, f"too short: {y.shape[0] / sr:.3f} s, need at least "
-                               f"{min_samples / sr:.3f} s ({min_samples} samples)")
+        raise AudioError(
+            path,
+            f"too short: {y.shape[0] / sr:.3f} s, need at least "
+            f"{min_samples / sr:.3f} s ({min_samples} samples)",
+        )
     if not integer_pcm and not np.all(np.isfinite(y)):  # 16-bit PCM cannot hold NaN or inf
         raise AudioError(path, "audio contains NaN or infinite samples")
     return np.ascontiguousarray(y)

@@ -6,6 +6,7 @@ stays silent. ``done`` may be fractional (part of an epoch); ``info`` carries th
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Progress = Callable[[str, float, int, dict[str, Any]], None]

@@ -8,7 +8,8 @@ reported in).
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from stethoscope.errors import ConfigError
 

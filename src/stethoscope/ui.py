@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(stderr=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-                        force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
     for noisy in ("numba", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -70,8 +79,11 @@ class LineProgress:
             self._partial.add(stage)
         self._last[stage] = now
         elapsed = now - self._start[stage]
-        console.print(f"{stage}: {done}/{total} ({elapsed:.0f} s) {_fmt(info or {})}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{stage}: {done}/{total} ({elapsed:.0f} s) {_fmt(info or {})}",
+            highlight=False,
+            soft_wrap=True,
+        )
         if done >= total:  # the same stage name may come back later (e.g. test features)
             self._start.pop(stage, None)
             self._last.pop(stage, None)
@@ -86,9 +98,16 @@ def progress_display(enabled: bool = True) -> Iterator[ProgressDisplay | LinePro
     if not console.is_terminal:
         yield LineProgress()
         return
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                   TextColumn("{task.fields[info]}"), console=console)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
     with bar:
         yield ProgressDisplay(bar)
 

@@ -1,4 +1,23 @@
 """Back ends (scorers); importing the package registers them all."""
 
-from stethoscope.backends import (ae_scores, cosine_centre, density_softmax, dtmm,  # noqa: F401
-                                  ensemble, identity, kmeans, zscore)
+from stethoscope.backends import (
+    ae_scores,
+    cosine_centre,
+    density_softmax,
+    dtmm,
+    ensemble,
+    identity,
+    kmeans,
+    zscore,
+)
+
+__all__ = [
+    "ae_scores",
+    "cosine_centre",
+    "density_softmax",
+    "dtmm",
+    "ensemble",
+    "identity",
+    "kmeans",
+    "zscore",
+]

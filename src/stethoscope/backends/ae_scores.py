@@ -41,7 +41,8 @@ squared Mahalanobis norm of every block instead of taking the norm of the mean b
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -56,7 +57,9 @@ def _clips(x: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
     clips = [np.asarray(c) for c in x]
     for c in clips:
         if c.ndim != 2 or len(c) == 0:
-            raise ValueError(f"each clip must be a non-empty (T, D) residual array, got shape {c.shape}")
+            raise ValueError(
+                f"each clip must be a non-empty (T, D) residual array, got shape {c.shape}"
+            )
     return clips
 
 
@@ -66,18 +69,20 @@ class AEMSEBackend(Backend):
 
     inputs = ("residual",)
 
-    def fit(self, data: FitData) -> "AEMSEBackend":
+    def fit(self, data: FitData) -> AEMSEBackend:
         _clips(data.x)
         return self
 
     def score(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        return np.array([np.mean(np.square(c, dtype=np.float64)) for c in _clips(x)], dtype=np.float64)
+        return np.array(
+            [np.mean(np.square(c, dtype=np.float64)) for c in _clips(x)], dtype=np.float64
+        )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         return {}, {"name": self.name}
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "AEMSEBackend":
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> AEMSEBackend:
         return cls()
 
 
@@ -101,8 +106,15 @@ class AEMahalaBackend(Backend):
 
     inputs = ("residual",)
 
-    def __init__(self, block_size: int | None = 128, variant: str = "official", reduction: str = "mean_residual",
-                 batch_size: int = 256, ridge: float = 1e-6, min_target_blocks: int | None = None) -> None:
+    def __init__(
+        self,
+        block_size: int | None = 128,
+        variant: str = "official",
+        reduction: str = "mean_residual",
+        batch_size: int = 256,
+        ridge: float = 1e-6,
+        min_target_blocks: int | None = None,
+    ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}")
         if reduction not in REDUCTIONS:
@@ -124,8 +136,9 @@ class AEMahalaBackend(Backend):
             raise ValueError(f"residual dimension {dim} is not a multiple of block_size {b}")
         return b
 
-    def _scatter_official(self, clips: list[np.ndarray], dom: np.ndarray, b: int, seed: int
-                          ) -> dict[str, tuple[np.ndarray, int]]:
+    def _scatter_official(
+        self, clips: list[np.ndarray], dom: np.ndarray, b: int, seed: int
+    ) -> dict[str, tuple[np.ndarray, int]]:
         """Per-batch-centred scatter, normalised per vector, as the official covariance pass.
 
         Computed without materialising the batches: for every (batch, domain) group g with block sum
@@ -161,7 +174,9 @@ class AEMahalaBackend(Backend):
             out[d] = ((gram + gram.T) / 2 / max(count - 1, 1), count * k)
         return out
 
-    def _scatter_clean(self, clips: list[np.ndarray], dom: np.ndarray, b: int) -> dict[str, tuple[np.ndarray, int]]:
+    def _scatter_clean(
+        self, clips: list[np.ndarray], dom: np.ndarray, b: int
+    ) -> dict[str, tuple[np.ndarray, int]]:
         """Unbiased per-block covariance around each domain's global mean block (two passes)."""
         out = {}
         for d in ("source", "target"):
@@ -177,13 +192,15 @@ class AEMahalaBackend(Backend):
             out[d] = (scat / max(n - 1, 1), n)
         return out
 
-    def fit(self, data: FitData) -> "AEMahalaBackend":
+    def fit(self, data: FitData) -> AEMahalaBackend:
         clips = _clips(data.x)
         dom = np.asarray(data.domains).astype(str)
         if len(dom) != len(clips):
             raise ValueError("FitData.domains must have one entry per clip")
         if not set(dom) <= {"source", "target"}:
-            raise ValueError(f"domains must be 'source' or 'target', got {sorted(set(dom) - {'source', 'target'})}")
+            raise ValueError(
+                f"domains must be 'source' or 'target', got {sorted(set(dom) - {'source', 'target'})}"
+            )
         dims = {c.shape[1] for c in clips}
         if len(dims) != 1:
             raise ValueError(f"all residuals must have the same dimension, got {sorted(dims)}")
@@ -196,9 +213,13 @@ class AEMahalaBackend(Backend):
             raise ValueError("no source or target training clips")
         src = stats.get("source", stats.get("target"))
         tgt = stats.get("target")
-        info: dict[str, Any] = {"block_size": b, "n_source_blocks": int(stats["source"][1]) if "source" in stats else 0,
-                                "n_target_blocks": int(tgt[1]) if tgt else 0, "target_fallback": tgt is None,
-                                "source_fallback": "source" not in stats}
+        info: dict[str, Any] = {
+            "block_size": b,
+            "n_source_blocks": int(stats["source"][1]) if "source" in stats else 0,
+            "n_target_blocks": int(tgt[1]) if tgt else 0,
+            "target_fallback": tgt is None,
+            "source_fallback": "source" not in stats,
+        }
         cov_s = src[0]
         if tgt is None:
             cov_t, w = cov_s.copy(), 0.0
@@ -212,12 +233,16 @@ class AEMahalaBackend(Backend):
         return self
 
     def _set(self, cov_source: np.ndarray, cov_target: np.ndarray) -> None:
-        self.cov = {"source": np.asarray(cov_source, np.float64), "target": np.asarray(cov_target, np.float64)}
+        self.cov = {
+            "source": np.asarray(cov_source, np.float64),
+            "target": np.asarray(cov_target, np.float64),
+        }
         self.prec = {d: precision_matrix(c, self.ridge) for d, c in self.cov.items()}
 
     @classmethod
-    def from_covariances(cls, cov_source: np.ndarray, cov_target: np.ndarray | None = None,
-                         **params: Any) -> "AEMahalaBackend":
+    def from_covariances(
+        cls, cov_source: np.ndarray, cov_target: np.ndarray | None = None, **params: Any
+    ) -> AEMahalaBackend:
         """A back end with given covariances (target defaults to source): tests and hand-made models."""
         self = cls(**params)
         cov_source = np.asarray(cov_source, np.float64)
@@ -235,7 +260,9 @@ class AEMahalaBackend(Backend):
         out = np.empty((len(x), 2))
         for i, c in enumerate(_clips(x)):
             if c.shape[1] % b:
-                raise ValueError(f"residual dimension {c.shape[1]} is not a multiple of block_size {b}")
+                raise ValueError(
+                    f"residual dimension {c.shape[1]} is not a multiple of block_size {b}"
+                )
             blk = c.reshape(-1, b).astype(np.float64)
             for j, d in enumerate(("source", "target")):
                 p = self.prec[d]
@@ -253,15 +280,28 @@ class AEMahalaBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays = {f"cov_{d}": c for d, c in self.cov.items()}
         arrays.update({f"prec_{d}": p for d, p in self.prec.items()})
-        meta = {"name": self.name, "block_size": self.block_size, "variant": self.variant,
-                "reduction": self.reduction, "batch_size": self.batch_size, "ridge": self.ridge,
-                "min_target_blocks": self.min_target_blocks, "info": self.info}
+        meta = {
+            "name": self.name,
+            "block_size": self.block_size,
+            "variant": self.variant,
+            "reduction": self.reduction,
+            "batch_size": self.batch_size,
+            "ridge": self.ridge,
+            "min_target_blocks": self.min_target_blocks,
+            "info": self.info,
+        }
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "AEMahalaBackend":
-        self = cls(block_size=meta["block_size"], variant=meta["variant"], reduction=meta["reduction"],
-                   batch_size=meta["batch_size"], ridge=meta["ridge"], min_target_blocks=meta["min_target_blocks"])
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> AEMahalaBackend:
+        self = cls(
+            block_size=meta["block_size"],
+            variant=meta["variant"],
+            reduction=meta["reduction"],
+            batch_size=meta["batch_size"],
+            ridge=meta["ridge"],
+            min_target_blocks=meta["min_target_blocks"],
+        )
         self.cov = {d: np.asarray(arrays[f"cov_{d}"], np.float64) for d in ("source", "target")}
         self.prec = {d: np.asarray(arrays[f"prec_{d}"], np.float64) for d in ("source", "target")}
         self.info = dict(meta.get("info", {}))

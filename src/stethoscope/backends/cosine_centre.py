@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
-                                        min_cosine_distance, register_backend)
-
+from stethoscope.backends.base import (
+    Backend,
+    FitData,
+    clip_embeddings,
+    l2_normalise,
+    min_cosine_distance,
+    register_backend,
+)
 
 PER = ("domain", "class", "all")
 
@@ -31,9 +36,11 @@ class CosineCentreBackend(Backend):
             raise ValueError(f"cosine-centre: per must be one of {PER}, got {per!r}")
         self.per = per
         self.centres: np.ndarray | None = None
-        self.centre_domains: list[str] = []  # the group of each centre (domain, class index or "all")
+        self.centre_domains: list[
+            str
+        ] = []  # the group of each centre (domain, class index or "all")
 
-    def fit(self, data: FitData) -> "CosineCentreBackend":
+    def fit(self, data: FitData) -> CosineCentreBackend:
         z = clip_embeddings(data.x)
         if len(z) == 0:
             raise ValueError("cosine-centre: no training embeddings")
@@ -57,8 +64,10 @@ class CosineCentreBackend(Backend):
         return {"centres": self.centres}, {"per": self.per, "centre_domains": self.centre_domains}
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "CosineCentreBackend":
-        b = cls(per_domain=meta.get("per_domain", True), per=meta.get("per"))  # per_domain: older models
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> CosineCentreBackend:
+        b = cls(
+            per_domain=meta.get("per_domain", True), per=meta.get("per")
+        )  # per_domain: older models
         b.centres = np.asarray(arrays["centres"], dtype=np.float64)
         b.centre_domains = list(meta.get("centre_domains", []))
         return b

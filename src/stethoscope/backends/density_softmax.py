@@ -32,8 +32,13 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 from sklearn.covariance import ledoit_wolf
 
-from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
-                                        register_backend)
+from stethoscope.backends.base import (
+    Backend,
+    FitData,
+    clip_embeddings,
+    l2_normalise,
+    register_backend,
+)
 
 VARIANTS = ("msp", "neg-logsumexp", "min-mahalanobis")
 LOGITS = ("cosine", "gaussian")
@@ -62,18 +67,20 @@ class DensitySoftmaxBackend(Backend):
         self.scale = float(scale)
         self.median_density = float(median_density)
         self.fixed_temperature = None if temperature is None else float(temperature)
-        self.means: np.ndarray | None = None      # (C, D) class means
-        self.whitener: np.ndarray | None = None   # (D, D) W with W Sigma W^T = I
-        self.logdet = 0.0                         # log det Sigma
-        self.log_density_max = 0.0                # L_max over training clips
+        self.means: np.ndarray | None = None  # (C, D) class means
+        self.whitener: np.ndarray | None = None  # (D, D) W with W Sigma W^T = I
+        self.logdet = 0.0  # log det Sigma
+        self.log_density_max = 0.0  # L_max over training clips
         self.temperature = 1.0
         self.shrinkage = 0.0
         self.class_labels: list = []
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: FitData) -> "DensitySoftmaxBackend":
+    def fit(self, data: FitData) -> DensitySoftmaxBackend:
         z = clip_embeddings(data.x)
-        labels = np.asarray(data.classes if data.classes is not None else np.asarray(data.domains).astype(str))
+        labels = np.asarray(
+            data.classes if data.classes is not None else np.asarray(data.domains).astype(str)
+        )
         uniq, idx = np.unique(labels, return_inverse=True)
         self.class_labels = [u.item() if hasattr(u, "item") else u for u in uniq]
         self.means = np.stack([z[idx == c].mean(axis=0) for c in range(len(uniq))])
@@ -105,7 +112,11 @@ class DensitySoftmaxBackend(Backend):
     def mahalanobis_sq(self, z: np.ndarray) -> np.ndarray:
         """(N, C) squared Mahalanobis distances to the class means under the tied covariance."""
         y = z @ self.whitener.T
-        d2 = (y * y).sum(1, keepdims=True) - 2.0 * y @ self._w_means.T + (self._w_means**2).sum(1)[None]
+        d2 = (
+            (y * y).sum(1, keepdims=True)
+            - 2.0 * y @ self._w_means.T
+            + (self._w_means**2).sum(1)[None]
+        )
         return np.maximum(d2, 0.0)
 
     def class_log_densities(self, z: np.ndarray) -> np.ndarray:
@@ -123,7 +134,9 @@ class DensitySoftmaxBackend(Backend):
         return self._density(z)
 
     def _density(self, z: np.ndarray) -> np.ndarray:
-        return np.minimum(1.0, np.exp((self.log_density(z) - self.log_density_max) / self.temperature))
+        return np.minimum(
+            1.0, np.exp((self.log_density(z) - self.log_density_max) / self.temperature)
+        )
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, C) DensitySoftmax class probabilities softmax(p~(x) * logits(x))."""
@@ -153,18 +166,28 @@ class DensitySoftmaxBackend(Backend):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays = {"means": self.means, "whitener": self.whitener}
         meta = {
-            "variant": self.variant, "logits": self.logits_kind, "scale": self.scale,
-            "median_density": self.median_density, "fixed_temperature": self.fixed_temperature,
-            "logdet": self.logdet, "log_density_max": self.log_density_max,
-            "temperature": self.temperature, "shrinkage": float(self.shrinkage),
+            "variant": self.variant,
+            "logits": self.logits_kind,
+            "scale": self.scale,
+            "median_density": self.median_density,
+            "fixed_temperature": self.fixed_temperature,
+            "logdet": self.logdet,
+            "log_density_max": self.log_density_max,
+            "temperature": self.temperature,
+            "shrinkage": float(self.shrinkage),
             "class_labels": self.class_labels,
         }
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "DensitySoftmaxBackend":
-        b = cls(variant=meta["variant"], logits=meta["logits"], scale=meta["scale"],
-                median_density=meta["median_density"], temperature=meta.get("fixed_temperature"))
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> DensitySoftmaxBackend:
+        b = cls(
+            variant=meta["variant"],
+            logits=meta["logits"],
+            scale=meta["scale"],
+            median_density=meta["median_density"],
+            temperature=meta.get("fixed_temperature"),
+        )
         b.means = np.asarray(arrays["means"], dtype=np.float64)
         b.whitener = np.asarray(arrays["whitener"], dtype=np.float64)
         b.logdet = float(meta["logdet"])

@@ -49,7 +49,6 @@ from sklearn.mixture import BayesianGaussianMixture
 from stethoscope.backends.base import Backend, FitData, l2_normalise, register_backend
 from stethoscope.backends.mixture_kl import mixture_kl
 
-
 MIN_MODEL_CLIPS = 5
 
 
@@ -83,7 +82,7 @@ class Mixture:
         log_joint = self.component_log_pdf(y) + np.log(self.weights)[None]
         return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
 
-    def blend(self, other: "Mixture", keep: float) -> "Mixture":
+    def blend(self, other: Mixture, keep: float) -> Mixture:
         """keep * self + (1 - keep) * other, parameter-wise (the stream's forgetting step)."""
         if keep >= 1.0:
             return self
@@ -101,7 +100,9 @@ def clip_views(x: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
     return [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in x]
 
 
-def stratified_split(domains: np.ndarray, train_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    domains: np.ndarray, train_ratio: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(model, threshold) clip indices; every domain with >= 2 clips puts at least one in each set."""
     rng = np.random.default_rng(seed)
     domains = np.asarray(domains).astype(str)
@@ -141,12 +142,23 @@ class DtMMBackend(Backend):
         if cov_update not in ("fixed", "map"):
             raise ValueError("dtmm: cov_update must be 'fixed' or 'map'")
         if not 0.0 < train_ratio <= 1.0 or random_walk_var <= 0 or alpha < 0 or nu < 0:
-            raise ValueError("dtmm: need 0 < train_ratio <= 1, random_walk_var > 0, alpha >= 0, nu >= 0")
+            raise ValueError(
+                "dtmm: need 0 < train_ratio <= 1, random_walk_var > 0, alpha >= 0, nu >= 0"
+            )
         self.params = dict(
-            n_pca=int(n_pca), train_ratio=float(train_ratio), max_components=int(max_components),
-            covariance_type=covariance_type, min_weight=float(min_weight), reg_covar=float(reg_covar),
-            random_walk_var=float(random_walk_var), alpha=float(alpha), cov_update=cov_update,
-            nu=float(nu), n_iter=int(n_iter), k=float(k), max_iter=int(max_iter),
+            n_pca=int(n_pca),
+            train_ratio=float(train_ratio),
+            max_components=int(max_components),
+            covariance_type=covariance_type,
+            min_weight=float(min_weight),
+            reg_covar=float(reg_covar),
+            random_walk_var=float(random_walk_var),
+            alpha=float(alpha),
+            cov_update=cov_update,
+            nu=float(nu),
+            n_iter=int(n_iter),
+            k=float(k),
+            max_iter=int(max_iter),
             residual=bool(residual),
         )
         self.tau = 1.0 / float(random_walk_var)
@@ -160,7 +172,7 @@ class DtMMBackend(Backend):
         self.threshold_in_sample = False
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, data: FitData) -> "DtMMBackend":
+    def fit(self, data: FitData) -> DtMMBackend:
         p = self.params
         clips = [l2_normalise(v) for v in clip_views(data.x)]
         if not clips:
@@ -185,9 +197,12 @@ class DtMMBackend(Backend):
         y_model = self.project(np.concatenate([clips[i] for i in model_idx], axis=0))
         n_comp = max(1, min(p["max_components"], len(y_model)))
         bgm = BayesianGaussianMixture(
-            n_components=n_comp, covariance_type=p["covariance_type"],
-            weight_concentration_prior_type="dirichlet_process", reg_covar=p["reg_covar"],
-            max_iter=p["max_iter"], random_state=data.seed,
+            n_components=n_comp,
+            covariance_type=p["covariance_type"],
+            weight_concentration_prior_type="dirichlet_process",
+            reg_covar=p["reg_covar"],
+            max_iter=p["max_iter"],
+            random_state=data.seed,
         ).fit(y_model)
         keep = bgm.weights_ >= p["min_weight"]
         if not keep.any():
@@ -217,7 +232,9 @@ class DtMMBackend(Backend):
         """Evolve ``prior`` (default: the baseline) with one clip's (V, D) raw view embeddings."""
         if self.baseline is None:
             raise RuntimeError("dtmm: not fitted")
-        return self._evolve_projected(self.project(views), self.baseline if prior is None else prior)
+        return self._evolve_projected(
+            self.project(views), self.baseline if prior is None else prior
+        )
 
     def _evolve_projected(self, y: np.ndarray, prior: Mixture) -> Mixture:
         p, tau = self.params, self.tau
@@ -233,15 +250,19 @@ class DtMMBackend(Backend):
             cur = Mixture(w / w.sum(), means, covs)
         return cur
 
-    def _map_covs(self, y: np.ndarray, r: np.ndarray, nk: np.ndarray, means: np.ndarray, prior: Mixture) -> np.ndarray:
+    def _map_covs(
+        self, y: np.ndarray, r: np.ndarray, nk: np.ndarray, means: np.ndarray, prior: Mixture
+    ) -> np.ndarray:
         nu, tau, reg = self.params["nu"], self.tau, self.params["reg_covar"]
-        diff = y[:, None, :] - means[None]                 # (n, K, d)
-        shift = means - prior.means                        # (K, d)
-        denom = (nu + nk)
+        diff = y[:, None, :] - means[None]  # (n, K, d)
+        shift = means - prior.means  # (K, d)
+        denom = nu + nk
         if prior.diag:
             scatter = (r[..., None] * diff**2).sum(0) + tau * shift**2
             return (nu * prior.covs + scatter) / denom[:, None] + reg
-        scatter = np.einsum("nk,nki,nkj->kij", r, diff, diff) + tau * np.einsum("ki,kj->kij", shift, shift)
+        scatter = np.einsum("nk,nki,nkj->kij", r, diff, diff) + tau * np.einsum(
+            "ki,kj->kij", shift, shift
+        )
         eye = np.eye(y.shape[1])[None]
         return (nu * prior.covs + scatter) / denom[:, None, None] + reg * eye
 
@@ -263,24 +284,39 @@ class DtMMBackend(Backend):
     def score(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
         if self.baseline is None:
             raise RuntimeError("dtmm: not fitted")
-        return np.array([self._kl_projected(self.project(v)) for v in clip_views(x)], dtype=np.float64)
+        return np.array(
+            [self._kl_projected(self.project(v)) for v in clip_views(x)], dtype=np.float64
+        )
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         b = self.baseline
         arrays = {
-            "pca_mean": self.pca_mean, "pca_components": self.pca_components, "pca_scale": self.pca_scale,
+            "pca_mean": self.pca_mean,
+            "pca_components": self.pca_components,
+            "pca_scale": self.pca_scale,
             "resid_stats": self.resid_stats,
-            "weights": b.weights, "means": b.means, "covs": b.covs, "held_out": self.held_out,
+            "weights": b.weights,
+            "means": b.means,
+            "covs": b.covs,
+            "held_out": self.held_out,
         }
-        meta = {"params": self.params, "threshold": self.threshold, "threshold_in_sample": self.threshold_in_sample}
+        meta = {
+            "params": self.params,
+            "threshold": self.threshold,
+            "threshold_in_sample": self.threshold_in_sample,
+        }
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "DtMMBackend":
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> DtMMBackend:
         b = cls(**meta["params"])
         f = lambda k: np.asarray(arrays[k], dtype=np.float64)  # noqa: E731
-        b.pca_mean, b.pca_components, b.pca_scale = f("pca_mean"), f("pca_components"), f("pca_scale")
+        b.pca_mean, b.pca_components, b.pca_scale = (
+            f("pca_mean"),
+            f("pca_components"),
+            f("pca_scale"),
+        )
         b.resid_stats = f("resid_stats") if "resid_stats" in arrays else np.array([0.0, 1.0])
         b.baseline = Mixture(f("weights"), f("means"), f("covs"))
         b.held_out = f("held_out")
@@ -313,7 +349,10 @@ class Monitor:
     """
 
     def __init__(
-        self, backend: DtMMBackend, forgetting: float = 1.0, threshold: float | None = None,
+        self,
+        backend: DtMMBackend,
+        forgetting: float = 1.0,
+        threshold: float | None = None,
         carry_weights: bool = False,
     ) -> None:
         if backend.baseline is None:
@@ -345,7 +384,9 @@ class Monitor:
     def run(self, clips: np.ndarray | list[np.ndarray]) -> list[MonitorStep]:
         return [self.update(v) for v in clip_views(clips)]
 
-    def calibrate(self, normal_clips: np.ndarray | list[np.ndarray], k: float | None = None) -> float:
+    def calibrate(
+        self, normal_clips: np.ndarray | list[np.ndarray], k: float | None = None
+    ) -> float:
         """Set T = mu + k sigma of the KLs of a replayed normal stream, then reset.
 
         A carried state is an average of several clips, so its KLs are distributed differently from

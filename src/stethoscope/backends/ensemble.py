@@ -29,7 +29,9 @@ class EnsembleBackend(Backend):
         return [part * np.sqrt(n) for part in np.split(arr, n, axis=-1)]
 
     def _parts(self, data: FitData) -> list[FitData]:
-        return [FitData(part, data.domains, data.classes, data.seed) for part in self._split(data.x)]
+        return [
+            FitData(part, data.domains, data.classes, data.seed) for part in self._split(data.x)
+        ]
 
     def fit(self, data: FitData) -> EnsembleBackend:
         for member, part in zip(self.members, self._parts(data)):
@@ -57,6 +59,6 @@ class EnsembleBackend(Backend):
         members = []
         for k, m in enumerate(meta["members"]):
             prefix = f"m{k}."
-            sub = {name[len(prefix):]: v for name, v in arrays.items() if name.startswith(prefix)}
+            sub = {name[len(prefix) :]: v for name, v in arrays.items() if name.startswith(prefix)}
             members.append(BACKENDS.get(m["backend"]).from_state(sub, m["state"]))
         return cls(members)

@@ -12,7 +12,7 @@ from stethoscope.backends.base import Backend, FitData, register_backend
 class Identity(Backend):
     inputs = ("recon-error",)
 
-    def fit(self, data: FitData) -> "Identity":
+    def fit(self, data: FitData) -> Identity:
         return self
 
     def score(self, x) -> np.ndarray:
@@ -23,5 +23,5 @@ class Identity(Backend):
         return {}, {}
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "Identity":
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> Identity:
         return cls()

@@ -19,8 +19,14 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans
 
-from stethoscope.backends.base import (Backend, FitData, clip_embeddings, l2_normalise,
-                                        min_cosine_distance, register_backend)
+from stethoscope.backends.base import (
+    Backend,
+    FitData,
+    clip_embeddings,
+    l2_normalise,
+    min_cosine_distance,
+    register_backend,
+)
 
 
 @register_backend("kmeans")
@@ -38,7 +44,7 @@ class KMeansBackend(Backend):
         self.scales = np.ones(2)  # (source, target) distance scales; 1 without domain_norm
         self.held_out: np.ndarray | None = None  # training clips scored as unseen clips
 
-    def fit(self, data: FitData) -> "KMeansBackend":
+    def fit(self, data: FitData) -> KMeansBackend:
         z = clip_embeddings(data.x)
         domains = np.asarray(data.domains).astype(str)
         src, tgt = z[domains == "source"], z[domains == "target"]
@@ -56,7 +62,9 @@ class KMeansBackend(Backend):
             d_src = np.empty(len(src))
             fold = np.random.default_rng(data.seed).permutation(len(src)) % 2 == 0
             for held in (fold, ~fold):
-                d_src[held] = min_cosine_distance(src[held], self._source_centres(src[~held], data.seed))
+                d_src[held] = min_cosine_distance(
+                    src[held], self._source_centres(src[~held], data.seed)
+                )
         else:  # no source, or every source clip is its own centre
             d_src = _leave_one_out_distance(src)
         d_tgt = _leave_one_out_distance(tgt)
@@ -89,18 +97,27 @@ class KMeansBackend(Backend):
         k = self.n_source_centres
         if self.domain_norm == "none" or k == 0 or k == len(self.centres):
             return min_cosine_distance(z, self.centres)
-        return np.minimum(min_cosine_distance(z, self.centres[:k]) / self.scales[0],
-                          min_cosine_distance(z, self.centres[k:]) / self.scales[1])
+        return np.minimum(
+            min_cosine_distance(z, self.centres[:k]) / self.scales[0],
+            min_cosine_distance(z, self.centres[k:]) / self.scales[1],
+        )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        meta = {"n_clusters": self.n_clusters, "n_init": self.n_init, "n_source_centres": self.n_source_centres,
-                "domain_norm": self.domain_norm}
+        meta = {
+            "n_clusters": self.n_clusters,
+            "n_init": self.n_init,
+            "n_source_centres": self.n_source_centres,
+            "domain_norm": self.domain_norm,
+        }
         return {"centres": self.centres, "scales": self.scales, "held_out": self.held_out}, meta
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "KMeansBackend":
-        b = cls(n_clusters=meta["n_clusters"], n_init=meta.get("n_init", 10),
-                domain_norm=meta.get("domain_norm", "none"))
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> KMeansBackend:
+        b = cls(
+            n_clusters=meta["n_clusters"],
+            n_init=meta.get("n_init", 10),
+            domain_norm=meta.get("domain_norm", "none"),
+        )
         b.centres = np.asarray(arrays["centres"], dtype=np.float64)
         if "scales" in arrays:
             b.scales = np.asarray(arrays["scales"], dtype=np.float64)

@@ -22,11 +22,15 @@ def _as_batch(mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     if mu.ndim == 1:
         mu, cov = mu[None], cov[None]
     if cov.ndim not in (2, 3) or cov.shape[0] != mu.shape[0]:
-        raise ValueError(f"gaussian_kl: covariance shape {cov.shape} does not match means {mu.shape}")
+        raise ValueError(
+            f"gaussian_kl: covariance shape {cov.shape} does not match means {mu.shape}"
+        )
     return mu, cov, cov.ndim == 2
 
 
-def gaussian_kl(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> np.ndarray | float:
+def gaussian_kl(
+    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray
+) -> np.ndarray | float:
     """KL(N(mu1, cov1) || N(mu2, cov2)).
 
     Single Gaussians: ``mu`` (d,), ``cov`` (d, d) or (d,) diagonal -> float. Batches: ``mu`` (K, d),
@@ -65,8 +69,12 @@ def categorical_kl(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def mixture_kl(
-    w1: np.ndarray, mu1: np.ndarray, cov1: np.ndarray,
-    w2: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
+    w1: np.ndarray,
+    mu1: np.ndarray,
+    cov1: np.ndarray,
+    w2: np.ndarray,
+    mu2: np.ndarray,
+    cov2: np.ndarray,
 ) -> float:
     """Matched-component KL from mixture 1 (evolved) to mixture 2 (baseline):
     KL(w1 || w2) + sum_k w1_k KL(N1_k || N2_k)."""

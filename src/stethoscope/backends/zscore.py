@@ -21,7 +21,7 @@ class ZScoreDistance(Backend):
         self.stds: np.ndarray | None = None
         self.domains: list[str] = []
 
-    def fit(self, data: FitData) -> "ZScoreDistance":
+    def fit(self, data: FitData) -> ZScoreDistance:
         x = np.asarray(data.x, dtype=np.float64)
         doms = np.asarray(data.domains)
         means, stds, names = [], [], []
@@ -40,14 +40,16 @@ class ZScoreDistance(Backend):
     def score(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         z = (x[:, None, :] - self.means[None]) / self.stds[None]
-        return np.sqrt((z ** 2).mean(axis=2)).min(axis=1)
+        return np.sqrt((z**2).mean(axis=2)).min(axis=1)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return ({"means": self.means, "stds": self.stds},
-                {"min_std": self.min_std, "domains": self.domains})
+        return (
+            {"means": self.means, "stds": self.stds},
+            {"min_std": self.min_std, "domains": self.domains},
+        )
 
     @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> "ZScoreDistance":
+    def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> ZScoreDistance:
         obj = cls(min_std=meta["min_std"])
         obj.means, obj.stds, obj.domains = arrays["means"], arrays["stds"], list(meta["domains"])
         return obj

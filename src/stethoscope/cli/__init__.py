@@ -32,16 +32,22 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"unexpected {type(exc).__name__}: {exc}\n"
                 "This is a bug in Stethoscope: run the command again with -v for the traceback "
-                "and report it.") from exc
+                "and report it."
+            ) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stethoscope")
 @click.option("-v", "--verbose", is_flag=True, help="debug logging and full tracebacks")
-@click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
-              help="import a module or .py file that registers back ends, front ends or systems "
-                   "(repeatable; installed ones under the 'stethoscope.plugins' entry point load "
-                   "by themselves)")
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE_OR_FILE",
+    help="import a module or .py file that registers back ends, front ends or systems "
+    "(repeatable; installed ones under the 'stethoscope.plugins' entry point load "
+    "by themselves)",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool, plugins: tuple[str, ...]) -> None:
     """Stethoscope: unsupervised anomalous sound detection for machine condition monitoring.

@@ -7,45 +7,87 @@ from pathlib import Path
 
 import click
 
-from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERROR,
-                                     cache_dir_or_default, machine_list, report_failures)
+from stethoscope.cli.options import (
+    CACHE,
+    DATA_ROOT,
+    DEVICE,
+    MACHINES,
+    ON_ERROR,
+    cache_dir_or_default,
+    machine_list,
+    report_failures,
+)
 
 
 @click.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="random seed (same seed, same files)")
-@click.option("--scale", default=1.0, show_default=True,
-              help="fraction of the DCASE2025 dev-set clip counts (1.0: 990/10 train, 50x4 test)")
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    help="fraction of the DCASE2025 dev-set clip counts (1.0: 990/10 train, 50x4 test)",
+)
 @click.option("--duration", default=10.0, show_default=True, help="clip length in seconds")
 @MACHINES
 @click.option("--workers", default=None, type=int, help="processes (default: 2)")
-@click.option("--target-train", type=int, default=None,
-              help="target-domain training clips per machine, whatever the scale (DCASE: 10)")
+@click.option(
+    "--target-train",
+    type=int,
+    default=None,
+    help="target-domain training clips per machine, whatever the scale (DCASE: 10)",
+)
 @click.option("--overwrite", is_flag=True, help="replace an existing synthetic dataset in OUT_DIR")
-def synth(out_dir: Path, seed: int, scale: float, duration: float, machines: str | None,
-          workers: int | None, target_train: int | None, overwrite: bool) -> None:
+def synth(
+    out_dir: Path,
+    seed: int,
+    scale: float,
+    duration: float,
+    machines: str | None,
+    workers: int | None,
+    target_train: int | None,
+    overwrite: bool,
+) -> None:
     """Write a synthetic machine-sound dataset in the DCASE2025 dev layout to OUT_DIR."""
     from stethoscope.synth import generate_dataset
     from stethoscope.ui import progress_display
 
     with progress_display() as progress:
-        summary = generate_dataset(out_dir, seed=seed, scale=scale, duration=duration,
-                                   machines=machine_list(machines), workers=workers,
-                                   progress=progress, overwrite=overwrite,
-                                   target_train=target_train)
+        summary = generate_dataset(
+            out_dir,
+            seed=seed,
+            scale=scale,
+            duration=duration,
+            machines=machine_list(machines),
+            workers=workers,
+            progress=progress,
+            overwrite=overwrite,
+            target_train=target_train,
+        )
     click.echo(f"wrote {summary.get('n_clips', '?')} clips to {out_dir}")
 
 
 @click.command()
-@click.option("--system", "system", default="ae-mse", show_default=True,
-              help="system whose front-end feature to compute")
+@click.option(
+    "--system",
+    "system",
+    default="ae-mse",
+    show_default=True,
+    help="system whose front-end feature to compute",
+)
 @click.option("--data", type=DATA_ROOT, required=True)
 @CACHE
 @DEVICE
 @MACHINES
 @ON_ERROR
-def features(system: str, data: Path, cache_dir: Path | None, device: str,
-             machines: str | None, on_error: str) -> None:
+def features(
+    system: str,
+    data: Path,
+    cache_dir: Path | None,
+    device: str,
+    machines: str | None,
+    on_error: str,
+) -> None:
     """Precompute and cache the features of every clip; prints clips/s."""
     from stethoscope.data import Catalog
     from stethoscope.models.base import FRONTENDS
@@ -58,11 +100,19 @@ def features(system: str, data: Path, cache_dir: Path | None, device: str,
     cache = cache_dir_or_default(cache_dir)
     t0 = time.perf_counter()
     with progress_display() as progress:
-        fs = load_features(catalog.clips, feature, cache_dir=cache, device=device,
-                           on_error=on_error, progress=progress)
+        fs = load_features(
+            catalog.clips,
+            feature,
+            cache_dir=cache,
+            device=device,
+            on_error=on_error,
+            progress=progress,
+        )
     dt = time.perf_counter() - t0
-    click.echo(f"{feature}: {len(fs.clips)} clips in {dt:.1f} s = {len(fs.clips) / dt:.1f} clips/s "
-               f"(cache: {cache})")
+    click.echo(
+        f"{feature}: {len(fs.clips)} clips in {dt:.1f} s = {len(fs.clips) / dt:.1f} clips/s "
+        f"(cache: {cache})"
+    )
     report_failures(fs.failures + [(i.path, i.reason) for i in catalog.issues], "extraction")
 
 

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import click
 
-DEVICE = click.option("--device", default="auto", show_default=True,
-                      help="torch device: auto (CUDA when present), cpu, cuda, cuda:1 ...")
-CACHE = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-                     help="feature cache folder (default: $STETHOSCOPE_CACHE or "
-                          "~/.cache/stethoscope)")
-ON_ERROR = click.option("--on-bad-file", "on_error", type=click.Choice(["skip", "stop"]),
-                        default="skip", show_default=True,
-                        help="skip bad/unnamed files with a report, or stop at the first")
-MACHINES = click.option("--machines", default=None,
-                        help="comma-separated machine types (default: all in the dataset)")
+DEVICE = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="torch device: auto (CUDA when present), cpu, cuda, cuda:1 ...",
+)
+CACHE = click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="feature cache folder (default: $STETHOSCOPE_CACHE or ~/.cache/stethoscope)",
+)
+ON_ERROR = click.option(
+    "--on-bad-file",
+    "on_error",
+    type=click.Choice(["skip", "stop"]),
+    default="skip",
+    show_default=True,
+    help="skip bad/unnamed files with a report, or stop at the first",
+)
+MACHINES = click.option(
+    "--machines", default=None, help="comma-separated machine types (default: all in the dataset)"
+)
 DATA_ROOT = click.Path(exists=True, file_okay=False, path_type=Path)
 
 

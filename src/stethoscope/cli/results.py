@@ -11,15 +11,29 @@ from stethoscope.cli.options import DATA_ROOT
 
 @click.command()
 @click.argument("scores_dir", type=DATA_ROOT)
-@click.option("--ground-truth", type=DATA_ROOT, default=None,
-              help="folder with ground_truth_data/, ground_truth_domain/ "
-                   "(and ground_truth_attributes/) for evaluation-set names")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="also write the metrics as JSON")
-@click.option("--result-csv", type=click.Path(path_type=Path), default=None,
-              help="also write the official evaluator's result CSV to this path")
-def evaluate(scores_dir: Path, ground_truth: Path | None, json_path: Path | None,
-             result_csv: Path | None) -> None:
+@click.option(
+    "--ground-truth",
+    type=DATA_ROOT,
+    default=None,
+    help="folder with ground_truth_data/, ground_truth_domain/ "
+    "(and ground_truth_attributes/) for evaluation-set names",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="also write the metrics as JSON",
+)
+@click.option(
+    "--result-csv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="also write the official evaluator's result CSV to this path",
+)
+def evaluate(
+    scores_dir: Path, ground_truth: Path | None, json_path: Path | None, result_csv: Path | None
+) -> None:
     """Official DCASE metrics (AUC-s, AUC-t, pAUC, P/R/F1, official score) of a scores folder."""
     from stethoscope.evaluation import evaluate_scores_dir
 
@@ -53,8 +67,16 @@ def list_systems() -> None:
     """List the systems that can be trained, with their front end, back end and threshold."""
     from stethoscope.systems import get_system, system_names
 
-    rows = [(name, (cfg := get_system(name)).frontend.name, cfg.backend.name, cfg.threshold.name,
-             cfg.description) for name in system_names()]
+    rows = [
+        (
+            name,
+            (cfg := get_system(name)).frontend.name,
+            cfg.backend.name,
+            cfg.threshold.name,
+            cfg.description,
+        )
+        for name in system_names()
+    ]
     header = ("system", "front end", "back end", "threshold", "description")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:

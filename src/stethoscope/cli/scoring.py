@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
-from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERROR,
-                                     cache_dir_or_default, machine_list, report_failures)
+from stethoscope.cli.options import (
+    CACHE,
+    DATA_ROOT,
+    DEVICE,
+    MACHINES,
+    ON_ERROR,
+    cache_dir_or_default,
+    machine_list,
+    report_failures,
+)
 
 
 @click.command()
@@ -18,8 +26,15 @@ from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERRO
 @CACHE
 @DEVICE
 @ON_ERROR
-def score(model_dir: Path, data: Path, out: Path, machines: str | None, cache_dir: Path | None,
-          device: str, on_error: str) -> None:
+def score(
+    model_dir: Path,
+    data: Path,
+    out: Path,
+    machines: str | None,
+    cache_dir: Path | None,
+    device: str,
+    on_error: str,
+) -> None:
     """Score the test clips of ROOT with a saved model: official score/decision CSVs."""
     from stethoscope.data import Catalog
     from stethoscope.pipeline.score import score_catalog
@@ -29,8 +44,15 @@ def score(model_dir: Path, data: Path, out: Path, machines: str | None, cache_di
     model = SystemModel.load(model_dir, device=device)
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
-        rep = score_catalog(model, catalog, out, cache_dir=cache_dir_or_default(cache_dir),
-                            device=device, on_error=on_error, progress=progress)
+        rep = score_catalog(
+            model,
+            catalog,
+            out,
+            cache_dir=cache_dir_or_default(cache_dir),
+            device=device,
+            on_error=on_error,
+            progress=progress,
+        )
     for machine, section, n in rep.written:
         click.echo(f"{machine} section {section}: {n} clips scored")
     for item in rep.skipped_machines:

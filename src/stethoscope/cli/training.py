@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
-from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERROR,
-                                     cache_dir_or_default, machine_list, report_failures)
+from stethoscope.cli.options import (
+    CACHE,
+    DATA_ROOT,
+    DEVICE,
+    MACHINES,
+    ON_ERROR,
+    cache_dir_or_default,
+    machine_list,
+    report_failures,
+)
 
 
 @click.command()
@@ -19,8 +27,16 @@ from stethoscope.cli.options import (CACHE, DATA_ROOT, DEVICE, MACHINES, ON_ERRO
 @CACHE
 @DEVICE
 @ON_ERROR
-def fit(system: str, data: Path, out: Path, epochs: int | None, machines: str | None,
-        cache_dir: Path | None, device: str, on_error: str) -> None:
+def fit(
+    system: str,
+    data: Path,
+    out: Path,
+    epochs: int | None,
+    machines: str | None,
+    cache_dir: Path | None,
+    device: str,
+    on_error: str,
+) -> None:
     """Train a system on the training clips of ROOT and save it to a model directory.
 
     Interrupted, the same command resumes from the last epoch checkpoint in OUT/.work.
@@ -38,10 +54,17 @@ def fit(system: str, data: Path, out: Path, epochs: int | None, machines: str | 
         cfg = cfg.with_frontend_params(epochs=epochs)
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
-        rep = fit_systems(catalog, [cfg], machines=machine_list(machines),
-                          cache_dir=cache_dir_or_default(cache_dir), device=device,
-                          on_error=on_error, progress=progress, save_to=lambda c: out,
-                          work_dir=out / ".work")
+        rep = fit_systems(
+            catalog,
+            [cfg],
+            machines=machine_list(machines),
+            cache_dir=cache_dir_or_default(cache_dir),
+            device=device,
+            on_error=on_error,
+            progress=progress,
+            save_to=lambda c: out,
+            work_dir=out / ".work",
+        )
     model = rep.models[cfg.name]
     click.echo(f"saved {cfg.name} to {out} ({len(model.sections)} machine/section back ends)")
     report_failures(rep.failures + [(i.path, i.reason) for i in catalog.issues], "training")
@@ -51,37 +74,72 @@ def fit(system: str, data: Path, out: Path, epochs: int | None, machines: str | 
 @click.option("--systems", default=None, help="comma-separated system names, or 'all' (Table 1)")
 @click.option("--data", type=DATA_ROOT, default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="run folder")
-@click.option("--config", "config_path", default=None,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML study config (alternative to the flags)")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML study config (alternative to the flags)",
+)
 @click.option("--epochs", type=int, default=None, help="override every front end's epochs")
-@click.option("--ground-truth", type=DATA_ROOT, default=None,
-              help="ground-truth folder for evaluation-set names")
+@click.option(
+    "--ground-truth",
+    type=DATA_ROOT,
+    default=None,
+    help="ground-truth folder for evaluation-set names",
+)
 @click.option("--overwrite", is_flag=True, help="replace systems saved with another config")
 @MACHINES
 @CACHE
 @DEVICE
 @ON_ERROR
-def run(systems: str | None, data: Path | None, out: Path | None, config_path: Path | None,
-        epochs: int | None, ground_truth: Path | None, overwrite: bool, machines: str | None,
-        cache_dir: Path | None, device: str, on_error: str) -> None:
+def run(
+    systems: str | None,
+    data: Path | None,
+    out: Path | None,
+    config_path: Path | None,
+    epochs: int | None,
+    ground_truth: Path | None,
+    overwrite: bool,
+    machines: str | None,
+    cache_dir: Path | None,
+    device: str,
+    on_error: str,
+) -> None:
     """Fit, score, decide and evaluate systems; resumes an interrupted run."""
     from stethoscope.pipeline.spec import StudySpec
     from stethoscope.pipeline.study import execute_study
 
     spec = StudySpec.from_yaml(config_path) if config_path else StudySpec()
-    spec = spec.merged(systems=systems, data=data, out=out, epochs=epochs,
-                       ground_truth=ground_truth, machines=machine_list(machines),
-                       cache_dir=cache_dir, device=device, on_error=on_error,
-                       overwrite=overwrite or None)
+    spec = spec.merged(
+        systems=systems,
+        data=data,
+        out=out,
+        epochs=epochs,
+        ground_truth=ground_truth,
+        machines=machine_list(machines),
+        cache_dir=cache_dir,
+        device=device,
+        on_error=on_error,
+        overwrite=overwrite or None,
+    )
     execute_study(spec)
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"),
-              show_default=True, help="folder for the synthetic data and the run")
-@click.option("--systems", default="all", show_default=True,
-              help="systems to run ('all' = the six systems of Table 1)")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("demo_out"),
+    show_default=True,
+    help="folder for the synthetic data and the run",
+)
+@click.option(
+    "--systems",
+    default="all",
+    show_default=True,
+    help="systems to run ('all' = the six systems of Table 1)",
+)
 @click.option("--seed", default=0, show_default=True)
 @DEVICE
 def demo(out: Path, systems: str, seed: int, device: str) -> None:

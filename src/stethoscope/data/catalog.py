@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from stethoscope.data.clip import Clip
 from stethoscope.data.naming import NamingError, parse_name
@@ -48,8 +49,9 @@ class Catalog:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def scan(cls, root: str | Path, on_error: OnError = "skip",
-             machines: Iterable[str] | None = None) -> "Catalog":
+    def scan(
+        cls, root: str | Path, on_error: OnError = "skip", machines: Iterable[str] | None = None
+    ) -> Catalog:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: dataset root does not exist or is not a folder")
@@ -74,7 +76,8 @@ class Catalog:
         if not machine_dirs:
             raise DataError(
                 f"{root}: no machine folders found (expected {{dev_data,eval_data}}/raw/<machine>/"
-                "{train,test})")
+                "{train,test})"
+            )
         for dataset, mdir in machine_dirs:
             machine = mdir.name
             if wanted is not None and machine not in wanted:
@@ -96,17 +99,27 @@ class Catalog:
                         report(path, str(exc).split(": ", 1)[1])
                         continue
                     if parsed.split not in (None, split):
-                        report(path, f"name says split '{parsed.split}' but the file is in '{split}/'")
+                        report(
+                            path, f"name says split '{parsed.split}' but the file is in '{split}/'"
+                        )
                         continue
                     if split == "train" and parsed.label == "anomaly":
                         report(path, "anomalous clip in train/: training must be normal only")
                         continue
-                    clips.append(Clip(
-                        path=path, machine=machine, section=parsed.section, split=split,
-                        domain=parsed.domain, label=parsed.label, index=parsed.index,
-                        attribute_string=parsed.attribute_string, dataset=dataset,
-                        edition=parsed.edition,
-                    ))
+                    clips.append(
+                        Clip(
+                            path=path,
+                            machine=machine,
+                            section=parsed.section,
+                            split=split,
+                            domain=parsed.domain,
+                            label=parsed.label,
+                            index=parsed.index,
+                            attribute_string=parsed.attribute_string,
+                            dataset=dataset,
+                            edition=parsed.edition,
+                        )
+                    )
         if wanted is not None:
             missing = wanted - {c.machine for c in clips}
             if missing:
@@ -116,15 +129,24 @@ class Catalog:
         return cls(root=root, clips=clips, issues=issues, notices=notices, attribute_tables=tables)
 
     # ------------------------------------------------------------------ queries
-    def select(self, *, machine: str | None = None, split: str | None = None,
-               section: str | None = None, domain: str | None = None,
-               dataset: str | None = None) -> list[Clip]:
-        return [c for c in self.clips
-                if (machine is None or c.machine == machine)
-                and (split is None or c.split == split)
-                and (section is None or c.section == section)
-                and (domain is None or c.domain == domain)
-                and (dataset is None or c.dataset == dataset)]
+    def select(
+        self,
+        *,
+        machine: str | None = None,
+        split: str | None = None,
+        section: str | None = None,
+        domain: str | None = None,
+        dataset: str | None = None,
+    ) -> list[Clip]:
+        return [
+            c
+            for c in self.clips
+            if (machine is None or c.machine == machine)
+            and (split is None or c.split == split)
+            and (section is None or c.section == section)
+            and (domain is None or c.domain == domain)
+            and (dataset is None or c.dataset == dataset)
+        ]
 
     def machines(self) -> list[str]:
         return sorted({c.machine for c in self.clips})
@@ -161,8 +183,11 @@ def _machine_dirs(root: Path) -> Iterable[tuple[str, Path]]:
                 yield dataset, mdir
     if found:
         return
-    candidates = [root] if any((root / s).is_dir() for s in SPLITS) else sorted(
-        p for p in root.iterdir() if p.is_dir())
+    candidates = (
+        [root]
+        if any((root / s).is_dir() for s in SPLITS)
+        else sorted(p for p in root.iterdir() if p.is_dir())
+    )
     for mdir in candidates:
         if any((mdir / s).is_dir() for s in SPLITS):
             yield "dev", mdir
@@ -173,8 +198,10 @@ def _read_attributes(mdir: Path, report, notice) -> dict[str, dict[str, str]]:
     files = sorted(mdir.glob("attributes_*.csv"))
     if not files:
         if (mdir / "train").is_dir():
-            notice(mdir / "attributes_00.csv",
-                   "attribute file missing; attributes are taken from the file names")
+            notice(
+                mdir / "attributes_00.csv",
+                "attribute file missing; attributes are taken from the file names",
+            )
         return {}
     table: dict[str, dict[str, str]] = {}
     for f in files:

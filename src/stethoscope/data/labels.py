@@ -6,7 +6,7 @@ machine x section x domain classes. The mapping is fixed at training time and sa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,7 +18,9 @@ def class_names(clips: Sequence[Clip]) -> list[str]:
     return sorted({c.class_name() for c in clips})
 
 
-def class_labels(clips: Sequence[Clip], names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def class_labels(
+    clips: Sequence[Clip], names: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Integer class index per clip and the class names; unknown classes map to -1."""
     names = list(names) if names is not None else class_names(clips)
     index = {n: i for i, n in enumerate(names)}

@@ -63,20 +63,44 @@ def parse_name(name: str) -> ParsedName:
     """Parse a clip's file name (no folder) into its labels."""
     if m := _DEV.match(name):
         return ParsedName(
-            section=m["section"], domain=m["domain"], split=m["split"], label=m["label"],
-            index=m["index"], attribute_string=m["attrs"] or NO_ATTRIBUTE,
+            section=m["section"],
+            domain=m["domain"],
+            split=m["split"],
+            label=m["label"],
+            index=m["index"],
+            attribute_string=m["attrs"] or NO_ATTRIBUTE,
             edition="2021+" if m["attrs"] is None else "2022+",
         )
     if m := _EVAL.match(name):
-        return ParsedName(section=m["section"], domain=None, split="test", label=None,
-                          index=m["index"], attribute_string="", edition="eval")
+        return ParsedName(
+            section=m["section"],
+            domain=None,
+            split="test",
+            label=None,
+            index=m["index"],
+            attribute_string="",
+            edition="eval",
+        )
     if m := _SUPPLEMENTAL.match(name):
-        return ParsedName(section=m["section"], domain=m["domain"], split="supplemental",
-                          label=m["label"], index=m["index"],
-                          attribute_string=m["attrs"] or NO_ATTRIBUTE, edition="2025")
+        return ParsedName(
+            section=m["section"],
+            domain=m["domain"],
+            split="supplemental",
+            label=m["label"],
+            index=m["index"],
+            attribute_string=m["attrs"] or NO_ATTRIBUTE,
+            edition="2025",
+        )
     if m := _DCASE2020.match(name):
-        return ParsedName(section=m["section"], domain="source", split=None, label=m["label"],
-                          index=m["index"], attribute_string=f"id_{m['section']}", edition="2020")
+        return ParsedName(
+            section=m["section"],
+            domain="source",
+            split=None,
+            label=m["label"],
+            index=m["index"],
+            attribute_string=f"id_{m['section']}",
+            edition="2020",
+        )
     raise NamingError(
         f"{name}: does not follow the DCASE naming scheme "
         "(expected e.g. section_00_source_train_normal_0000_<attributes>.wav or section_00_0000.wav)"

@@ -7,7 +7,8 @@ threshold; a clip is decided anomalous when its score is strictly above it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class ThresholdRule(ABC):
         return {"rule": self.name, "params": self.params, "value": self.value}
 
     @classmethod
-    def from_state(cls, meta: dict) -> "ThresholdRule":
+    def from_state(cls, meta: dict) -> ThresholdRule:
         rule = THRESHOLDS.get(meta["rule"])(**meta.get("params", {}))
         rule.value = meta["value"]
         return rule

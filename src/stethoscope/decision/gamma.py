@@ -17,7 +17,6 @@ from stethoscope.decision.base import ThresholdRule, register_threshold
 
 @register_threshold("gamma")
 class GammaThreshold(ThresholdRule):
-
     def __init__(self, percentile: float = 90.0, **params) -> None:
         if not 0.0 < percentile < 100.0:
             raise ValueError("gamma: percentile must lie in (0, 100)")

@@ -23,7 +23,6 @@ def covered_count(coverage: float, n: int) -> int:
 
 @register_threshold("mcv")
 class MCVThreshold(ThresholdRule):
-
     def __init__(self, coverage: float = 1.0, **params) -> None:
         if not 0.0 < coverage <= 1.0:
             raise ValueError("mcv: coverage must lie in (0, 1]")

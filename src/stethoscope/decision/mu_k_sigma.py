@@ -14,11 +14,9 @@ from stethoscope.decision.base import ThresholdRule, register_threshold
 
 @register_threshold("mu-k-sigma")
 class MuKSigmaThreshold(ThresholdRule):
-
     def __init__(self, k: float = 3.0, **params) -> None:
         super().__init__(k=float(k), **params)
 
     def compute(self, train_scores: np.ndarray) -> float:
         s = np.asarray(train_scores, dtype=np.float64)
         return float(s.mean() + self.params["k"] * s.std())  # population std (ddof 0), as DtMM uses
-

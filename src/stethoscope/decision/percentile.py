@@ -13,7 +13,6 @@ from stethoscope.decision.base import ThresholdRule, register_threshold
 
 @register_threshold("percentile")
 class PercentileThreshold(ThresholdRule):
-
     def __init__(self, q: float = 90.0, **params) -> None:
         if not 0.0 <= q <= 100.0:
             raise ValueError("percentile: q must lie in [0, 100]")

@@ -12,29 +12,47 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from stethoscope.data.naming import NamingError, parse_name
 from stethoscope.evaluation import result_csv
 from stethoscope.evaluation.metrics import (
-    SCHEMA_KEYS, EvaluationError, SectionMetrics, arithmetic_mean, evaluate_section, floored_hmean,
-    official_score, official_score_ci95,
+    SCHEMA_KEYS,
+    EvaluationError,
+    SectionMetrics,
+    arithmetic_mean,
+    evaluate_section,
+    floored_hmean,
+    official_score,
+    official_score_ci95,
 )
 from stethoscope.evaluation.submission import (
-    SectionKey, SectionRows, read_submission_dir, read_value_csv, score_file_name,
+    SectionKey,
+    SectionRows,
+    read_submission_dir,
+    read_value_csv,
+    score_file_name,
 )
 from stethoscope.state_io import write_json as _write_json
 
-GROUND_TRUTH_FILE_RE = re.compile(r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
+GROUND_TRUTH_FILE_RE = re.compile(
+    r"^ground_truth_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$"
+)
 _TABLE_COLUMNS = (
-    ("AUC-s", "auc", "source"), ("AUC-t", "auc", "target"), ("pAUC", "pauc", ""),
-    ("P-s", "precision", "source"), ("P-t", "precision", "target"),
-    ("R-s", "recall", "source"), ("R-t", "recall", "target"),
-    ("F1-s", "f1", "source"), ("F1-t", "f1", "target"),
+    ("AUC-s", "auc", "source"),
+    ("AUC-t", "auc", "target"),
+    ("pAUC", "pauc", ""),
+    ("P-s", "precision", "source"),
+    ("P-t", "precision", "target"),
+    ("R-s", "recall", "source"),
+    ("R-t", "recall", "target"),
+    ("F1-s", "f1", "source"),
+    ("F1-t", "f1", "target"),
 )
 
 
@@ -74,7 +92,9 @@ def load_ground_truth(folder: str | Path) -> dict[SectionKey, GroundTruthSection
         domains = _read_codes(domain_path, "domains")
         if set(labels) != set(domains):
             odd = sorted(set(labels) ^ set(domains))
-            raise EvaluationError(f"{path.name}: data and domain files list different clips: {', '.join(odd[:5])}")
+            raise EvaluationError(
+                f"{path.name}: data and domain files list different clips: {', '.join(odd[:5])}"
+            )
         dev_to_eval: dict[str, str] = {}
         attributes_path = folder / "ground_truth_attributes" / path.name
         if attributes_path.is_file():
@@ -100,7 +120,9 @@ def _read_name_pairs(path: Path) -> tuple[list[str], list[str]]:
     return [r[0].strip() for r in rows], [r[1].strip() for r in rows]
 
 
-def _labels_from_names(names: list[str], key: SectionKey, context: str) -> tuple[list[str], list[str]]:
+def _labels_from_names(
+    names: list[str], key: SectionKey, context: str
+) -> tuple[list[str], list[str]]:
     labels, domains = [], []
     for name in names:
         try:
@@ -112,7 +134,9 @@ def _labels_from_names(names: list[str], key: SectionKey, context: str) -> tuple
                 f"{context}: {name} carries no label or domain; pass the ground-truth folder"
             )
         if parsed.section != key[1]:
-            raise EvaluationError(f"{context}: {name} belongs to section {parsed.section}, not {key[1]}")
+            raise EvaluationError(
+                f"{context}: {name} belongs to section {parsed.section}, not {key[1]}"
+            )
         labels.append(parsed.label)
         domains.append(parsed.domain)
     return labels, domains
@@ -128,13 +152,18 @@ def _join_ground_truth(rows: SectionRows, truth: GroundTruthSection, context: st
     names, scores, decisions = rows
     renamed = [truth.dev_to_eval.get(n, n) for n in names]
     if len(set(renamed)) != len(renamed):
-        raise EvaluationError(f"{context}: a clip appears under both its evaluation and its development name")
+        raise EvaluationError(
+            f"{context}: a clip appears under both its evaluation and its development name"
+        )
     position = {n: i for i, n in enumerate(renamed)}
     missing = set(truth.names) - set(position)
     extra = set(position) - set(truth.names)
     if missing or extra:
-        parts = ([f"missing {len(missing)} clip(s) of the ground truth: {_few(missing)}"] if missing else []) + (
-            [f"{len(extra)} clip(s) not in the ground truth: {_few(extra)}"] if extra else [])
+        parts = (
+            [f"missing {len(missing)} clip(s) of the ground truth: {_few(missing)}"]
+            if missing
+            else []
+        ) + ([f"{len(extra)} clip(s) not in the ground truth: {_few(extra)}"] if extra else [])
         raise EvaluationError(f"{context}: " + "; ".join(parts))
     order = [position[n] for n in truth.names]
     return list(truth.names), scores[order], decisions[order]
@@ -167,7 +196,7 @@ class EvaluationResult:
         }
 
     @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> "EvaluationResult":
+    def from_json_dict(cls, data: Mapping[str, Any]) -> EvaluationResult:
         """Rebuild from ``to_json_dict`` output (``auc_all`` and clip data are not in the schema)."""
         machines = {
             machine: {
@@ -208,7 +237,9 @@ class EvaluationResult:
                 lines.append("-" * len(header))
             cells = "".join(f"{'-':>8}" if v is None else f"{100 * v:8.2f}" for v in values)
             lines.append(f"{label:<{width}}{cells}")
-        lines.append(f"official score (harmonic mean of AUC-s, AUC-t, pAUC): {100 * self.official_score:.2f} %")
+        lines.append(
+            f"official score (harmonic mean of AUC-s, AUC-t, pAUC): {100 * self.official_score:.2f} %"
+        )
         return "\n".join(lines)
 
 
@@ -225,12 +256,15 @@ def evaluate_sections(
         absent = [k for k in sorted(truth) if k not in submission]
         if absent:
             raise EvaluationError(
-                f"{origin}: no submission for " + ", ".join(f"{m} section {s} ({score_file_name(m, s)})"
-                                                            for m, s in absent)
+                f"{origin}: no submission for "
+                + ", ".join(f"{m} section {s} ({score_file_name(m, s)})" for m, s in absent)
             )
         ignored = sorted(set(submission) - set(truth))
         if ignored:
-            notes.append("ignored (not in the ground truth): " + ", ".join(f"{m} section {s}" for m, s in ignored))
+            notes.append(
+                "ignored (not in the ground truth): "
+                + ", ".join(f"{m} section {s}" for m, s in ignored)
+            )
         keys = sorted(truth)
     else:
         keys = sorted(submission)
@@ -241,12 +275,16 @@ def evaluate_sections(
     pooled_labels, pooled_scores = [], []
     for key in sorted(keys):
         machine, section = key
-        context = f"{origin}: machine {machine} section {section} ({score_file_name(machine, section)})"
+        context = (
+            f"{origin}: machine {machine} section {section} ({score_file_name(machine, section)})"
+        )
         names, scores, decisions = submission[key]
         scores = np.asarray(scores, dtype=np.float64)
         decisions = np.asarray(decisions)
         if truth is not None:
-            names, scores, decisions = _join_ground_truth((list(names), scores, decisions), truth[key], context)
+            names, scores, decisions = _join_ground_truth(
+                (list(names), scores, decisions), truth[key], context
+            )
             labels: Any = truth[key].labels
             domains: Any = truth[key].domains
         else:
@@ -257,7 +295,9 @@ def evaluate_sections(
         metrics = evaluate_section(names, scores, decisions, labels, domains, context=context)
         machines.setdefault(machine, {})[section] = metrics
         notes.extend(metrics.notes)
-        pooled_labels.append(np.array([1 if v in (1, "anomaly") else 0 for v in labels], dtype=np.int64))
+        pooled_labels.append(
+            np.array([1 if v in (1, "anomaly") else 0 for v in labels], dtype=np.int64)
+        )
         pooled_scores.append(scores)
 
     every = [m for sections in machines.values() for m in sections.values()]
@@ -276,13 +316,18 @@ def evaluate_sections(
     )
 
 
-def evaluate_scores_dir(scores_dir: str | Path, ground_truth: str | Path | None = None) -> EvaluationResult:
+def evaluate_scores_dir(
+    scores_dir: str | Path, ground_truth: str | Path | None = None
+) -> EvaluationResult:
     """Score a folder of official submission CSVs, labels from dev names or a ground-truth folder."""
     scores_dir = Path(scores_dir)
     return evaluate_sections(read_submission_dir(scores_dir), ground_truth, origin=str(scores_dir))
 
 
 __all__ = [
-    "EvaluationResult", "GroundTruthSection", "evaluate_scores_dir", "evaluate_sections",
+    "EvaluationResult",
+    "GroundTruthSection",
+    "evaluate_scores_dir",
+    "evaluate_sections",
     "load_ground_truth",
 ]

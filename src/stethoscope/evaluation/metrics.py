@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import scipy.stats
 from sklearn.metrics import roc_auc_score
+
 from stethoscope.errors import StethoscopeError
 
 EPS = sys.float_info.epsilon
@@ -32,10 +33,15 @@ MAX_FPR = 0.1
 DOMAINS = ("source", "target")
 # The nine numbers per section that the official result and our JSON schema carry.
 SCHEMA_KEYS = (
-    "auc_source", "auc_target", "pauc",
-    "precision_source", "precision_target",
-    "recall_source", "recall_target",
-    "f1_source", "f1_target",
+    "auc_source",
+    "auc_target",
+    "pauc",
+    "precision_source",
+    "precision_target",
+    "recall_source",
+    "recall_target",
+    "f1_source",
+    "f1_target",
 )
 
 
@@ -78,18 +84,26 @@ def _as_labels(labels: Sequence, context: str) -> np.ndarray:
     """0 = normal, 1 = anomaly; the strings of the file names are accepted too."""
     table = {"normal": 0, "anomaly": 1, 0: 0, 1: 1}
     try:
-        return np.array([table[v if isinstance(v, str) else int(v)] for v in labels], dtype=np.int64)
+        return np.array(
+            [table[v if isinstance(v, str) else int(v)] for v in labels], dtype=np.int64
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise EvaluationError(f"{context}: labels must be 0/1 or normal/anomaly, got {exc}") from None
+        raise EvaluationError(
+            f"{context}: labels must be 0/1 or normal/anomaly, got {exc}"
+        ) from None
 
 
 def _as_domains(domains: Sequence, context: str) -> np.ndarray:
     """0 = source, 1 = target (the ground_truth_domain coding)."""
     table = {"source": 0, "target": 1, 0: 0, 1: 1}
     try:
-        return np.array([table[v if isinstance(v, str) else int(v)] for v in domains], dtype=np.int64)
+        return np.array(
+            [table[v if isinstance(v, str) else int(v)] for v in domains], dtype=np.int64
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise EvaluationError(f"{context}: domains must be 0/1 or source/target, got {exc}") from None
+        raise EvaluationError(
+            f"{context}: domains must be 0/1 or source/target, got {exc}"
+        ) from None
 
 
 def _detection_scores(y: np.ndarray, decision: np.ndarray) -> tuple[float, float, float]:
@@ -124,11 +138,15 @@ def evaluate_section(
     s = np.asarray(scores, dtype=np.float64)
     bad = ~np.isfinite(s)
     if bad.any():
-        raise EvaluationError(f"{context}: non-finite anomaly scores (NaN/inf) for {_preview(names, bad)}")
+        raise EvaluationError(
+            f"{context}: non-finite anomaly scores (NaN/inf) for {_preview(names, bad)}"
+        )
     d_raw = np.asarray(decisions, dtype=np.float64)
     bad = ~np.isin(d_raw, (0.0, 1.0))
     if bad.any():
-        raise EvaluationError(f"{context}: decisions must be 0 or 1; not so for {_preview(names, bad)}")
+        raise EvaluationError(
+            f"{context}: decisions must be 0 or 1; not so for {_preview(names, bad)}"
+        )
     d = d_raw.astype(np.int64)
     y = _as_labels(labels, context)
     dom = _as_domains(domains, context)
@@ -176,7 +194,9 @@ def official_score(sections: Iterable[SectionMetrics]) -> float:
     """Harmonic mean of all AUC-s, then all AUC-t, then all pAUC (the official pooling order)."""
     sections = list(sections)
     pooled = (
-        [m.auc_source for m in sections] + [m.auc_target for m in sections] + [m.pauc for m in sections]
+        [m.auc_source for m in sections]
+        + [m.auc_target for m in sections]
+        + [m.pauc for m in sections]
     )
     score = floored_hmean(pooled)
     if score is None:
@@ -201,14 +221,15 @@ def _roc_area_sorted(y: np.ndarray, s: np.ndarray, max_fpr: float | None) -> flo
     if max_fpr is None or max_fpr == 1:
         return float(np.trapezoid(tpr, fpr))
     stop = int(np.searchsorted(fpr, max_fpr, side="right"))
-    tpr_at = np.interp(max_fpr, fpr[stop - 1:stop + 1], tpr[stop - 1:stop + 1])
+    tpr_at = np.interp(max_fpr, fpr[stop - 1 : stop + 1], tpr[stop - 1 : stop + 1])
     partial = float(np.trapezoid(np.r_[tpr[:stop], tpr_at], np.r_[fpr[:stop], max_fpr]))
     min_area, max_area = 0.5 * max_fpr**2, max_fpr
     return 0.5 * (1 + (partial - min_area) / (max_area - min_area))
 
 
-def _jackknife_ci95(estimate: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray,
-                    s: np.ndarray) -> float:
+def _jackknife_ci95(
+    estimate: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray, s: np.ndarray
+) -> float:
     """95 % half-width of the leave-one-out jackknife (Mesaros et al., TASLP 2019, section IV).
 
     The spread uses sum((theta_i - mean)^2) / (N (N - 1)), as the official evaluator does.
@@ -246,6 +267,15 @@ def roc_area(labels: Sequence, scores: Sequence[float], max_fpr: float | None = 
 
 
 __all__ = [
-    "EPS", "MAX_FPR", "SCHEMA_KEYS", "EvaluationError", "SectionMetrics", "arithmetic_mean",
-    "evaluate_section", "floored_hmean", "official_score", "official_score_ci95", "roc_area",
+    "EPS",
+    "MAX_FPR",
+    "SCHEMA_KEYS",
+    "EvaluationError",
+    "SectionMetrics",
+    "arithmetic_mean",
+    "evaluate_section",
+    "floored_hmean",
+    "official_score",
+    "official_score_ci95",
+    "roc_area",
 ]

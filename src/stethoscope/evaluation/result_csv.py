@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from stethoscope.evaluation.metrics import SectionMetrics, arithmetic_mean, floored_hmean
 from stethoscope.state_io import atomic_write_text
 
 SECTION_HEADER = [
-    "section", "AUC (all)", "AUC (source)", "AUC (target)", "pAUC",
-    "precision (source)", "precision (target)", "recall (source)", "recall (target)",
-    "F1 score (source)", "F1 score (target)",
+    "section",
+    "AUC (all)",
+    "AUC (source)",
+    "AUC (target)",
+    "pAUC",
+    "precision (source)",
+    "precision (target)",
+    "recall (source)",
+    "recall (target)",
+    "F1 score (source)",
+    "F1 score (target)",
 ]
 MEANS_HEADER = ["", "", "AUC", "pAUC", "precision", "recall", "F1 score"]
 _MEAN_METRICS = ("auc", "pauc", "precision", "recall", "f1")
@@ -37,15 +45,23 @@ def _cell(value: float | None) -> str:
 
 def _section_row(section: str, m: SectionMetrics) -> list[str]:
     values = [
-        m.auc_all, m.auc_source, m.auc_target, m.pauc,
-        m.precision_source, m.precision_target, m.recall_source, m.recall_target,
-        m.f1_source, m.f1_target,
+        m.auc_all,
+        m.auc_source,
+        m.auc_target,
+        m.pauc,
+        m.precision_source,
+        m.precision_target,
+        m.recall_source,
+        m.recall_target,
+        m.f1_source,
+        m.f1_target,
     ]
     return [section] + [_cell(v) for v in values]
 
 
 def _mean_rows(sections: Sequence[SectionMetrics], suffix: str) -> list[list[str]]:
     """The four mean rows over the given sections (one machine type, or all of them)."""
+
     def row(label: str, mean: Callable, domains: tuple[str, ...]) -> list[str]:
         cells = []
         for metric in _MEAN_METRICS:
@@ -63,7 +79,9 @@ def _mean_rows(sections: Sequence[SectionMetrics], suffix: str) -> list[list[str
     ]
 
 
-def result_csv_rows(machines: Machines, official_score: float, ci95: float | None) -> list[list[str]]:
+def result_csv_rows(
+    machines: Machines, official_score: float, ci95: float | None
+) -> list[list[str]]:
     """All rows of the result CSV; the ci95 row is left out when ``ci95`` is None."""
     rows: list[list[str]] = []
     every_section: list[SectionMetrics] = []
@@ -83,12 +101,15 @@ def result_csv_rows(machines: Machines, official_score: float, ci95: float | Non
 
 def format_result_csv(machines: Machines, official_score: float, ci95: float | None) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(result_csv_rows(machines, official_score, ci95))
+    csv.writer(buffer, lineterminator="\n").writerows(
+        result_csv_rows(machines, official_score, ci95)
+    )
     return buffer.getvalue()
 
 
-def write_result_csv(path: str | Path, machines: Machines, official_score: float,
-                     ci95: float | None) -> Path:
+def write_result_csv(
+    path: str | Path, machines: Machines, official_score: float, ci95: float | None
+) -> Path:
     """Write the result CSV atomically; returns its path."""
     atomic_write_text(path, format_result_csv(machines, official_score, ci95))
     return Path(path)

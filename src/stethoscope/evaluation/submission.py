@@ -13,8 +13,8 @@ import csv
 import io
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -22,7 +22,9 @@ from stethoscope.evaluation.metrics import EvaluationError
 from stethoscope.state_io import atomic_write_text
 
 SCORE_FILE_RE = re.compile(r"^anomaly_score_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
-DECISION_FILE_RE = re.compile(r"^decision_result_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$")
+DECISION_FILE_RE = re.compile(
+    r"^decision_result_(?P<machine>.+)_section_(?P<section>\d{2})_test\.csv$"
+)
 
 SectionKey = tuple[str, str]  # (machine, two-digit section)
 SectionRows = tuple[list[str], np.ndarray, np.ndarray]  # names, scores (float), decisions (int 0/1)
@@ -31,7 +33,7 @@ SectionRows = tuple[list[str], np.ndarray, np.ndarray]  # names, scores (float),
 def normalise_section(section: str | int) -> str:
     """``0``, ``"0"``, ``"00"`` and ``"section_00"`` all mean section ``"00"``."""
     text = str(section)
-    text = text[len("section_"):] if text.startswith("section_") else text
+    text = text[len("section_") :] if text.startswith("section_") else text
     if not text.isdigit() or len(text) > 2:
         raise EvaluationError(f"section must be a number of at most two digits, got {section!r}")
     return f"{int(text):02d}"
@@ -70,13 +72,19 @@ def write_submission(
     score_values = [float(v) for v in scores]
     bad = [n for n, v in zip(names, score_values) if not math.isfinite(v)]
     if bad:
-        raise EvaluationError(f"{score_path.name}: non-finite anomaly scores for {', '.join(bad[:5])}")
+        raise EvaluationError(
+            f"{score_path.name}: non-finite anomaly scores for {', '.join(bad[:5])}"
+        )
     decision_values = [float(v) for v in decisions]
     bad = [n for n, v in zip(names, decision_values) if v not in (0.0, 1.0)]
     if bad:
-        raise EvaluationError(f"{decision_path.name}: decisions must be 0 or 1; not so for {', '.join(bad[:5])}")
+        raise EvaluationError(
+            f"{decision_path.name}: decisions must be 0 or 1; not so for {', '.join(bad[:5])}"
+        )
     atomic_write_text(score_path, _csv_text([(n, repr(v)) for n, v in zip(names, score_values)]))
-    atomic_write_text(decision_path, _csv_text([(n, str(int(v))) for n, v in zip(names, decision_values)]))
+    atomic_write_text(
+        decision_path, _csv_text([(n, str(int(v))) for n, v in zip(names, decision_values)])
+    )
     return score_path, decision_path
 
 
@@ -91,12 +99,16 @@ def read_value_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) < 2:
-                raise EvaluationError(f"{path}: line {line_no}: expected 'file_name,value', got {row!r}")
+                raise EvaluationError(
+                    f"{path}: line {line_no}: expected 'file_name,value', got {row!r}"
+                )
             name, raw = row[0].strip(), row[1].strip()
             try:
                 value = float(raw)
             except ValueError:
-                raise EvaluationError(f"{path}: line {line_no}: value {raw!r} is not a number") from None
+                raise EvaluationError(
+                    f"{path}: line {line_no}: value {raw!r} is not a number"
+                ) from None
             if name in seen:
                 raise EvaluationError(f"{path}: line {line_no}: file name {name} appears twice")
             seen.add(name)
@@ -113,7 +125,9 @@ def read_section_files(score_path: Path, decision_path: Path) -> SectionRows:
     decision_names, decision_values = read_value_csv(decision_path)
     bad = [n for n, v in zip(decision_names, decision_values) if v not in (0.0, 1.0)]
     if bad:
-        raise EvaluationError(f"{decision_path}: decisions must be 0 or 1; not so for {', '.join(bad[:5])}")
+        raise EvaluationError(
+            f"{decision_path}: decisions must be 0 or 1; not so for {', '.join(bad[:5])}"
+        )
     by_name = dict(zip(decision_names, decision_values))
     missing = [n for n in names if n not in by_name]
     extra = sorted(set(by_name) - set(names))
@@ -139,7 +153,9 @@ def read_submission_dir(directory: str | Path) -> dict[SectionKey, SectionRows]:
         elif m := DECISION_FILE_RE.match(path.name):
             decision_files[(m["machine"], m["section"])] = path
     if not score_files:
-        raise EvaluationError(f"{directory}: no anomaly_score_<machine>_section_<ss>_test.csv files")
+        raise EvaluationError(
+            f"{directory}: no anomaly_score_<machine>_section_<ss>_test.csv files"
+        )
     orphans = sorted(set(decision_files) - set(score_files))
     if orphans:
         raise EvaluationError(
@@ -157,6 +173,13 @@ def read_submission_dir(directory: str | Path) -> dict[SectionKey, SectionRows]:
 
 
 __all__ = [
-    "DECISION_FILE_RE", "SCORE_FILE_RE", "decision_file_name", "normalise_section", "read_section_files",
-    "read_submission_dir", "read_value_csv", "score_file_name", "write_submission",
+    "DECISION_FILE_RE",
+    "SCORE_FILE_RE",
+    "decision_file_name",
+    "normalise_section",
+    "read_section_files",
+    "read_submission_dir",
+    "read_value_csv",
+    "score_file_name",
+    "write_submission",
 ]

@@ -6,6 +6,17 @@ from stethoscope.features.extract import ExtractResult, extract
 from stethoscope.features.logmel import LogMel, LogMelConfig
 from stethoscope.features.waveform import Waveform, WaveformConfig
 
-__all__ = ["FEATURES", "ExtractResult", "FeatureCache", "FeatureExtractor", "LogMel",
-           "LogMelConfig", "Waveform", "WaveformConfig", "clip_identity", "default_cache_dir",
-           "extract", "register_feature"]
+__all__ = [
+    "FEATURES",
+    "ExtractResult",
+    "FeatureCache",
+    "FeatureExtractor",
+    "LogMel",
+    "LogMelConfig",
+    "Waveform",
+    "WaveformConfig",
+    "clip_identity",
+    "default_cache_dir",
+    "extract",
+    "register_feature",
+]

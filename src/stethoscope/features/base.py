@@ -28,6 +28,7 @@ def register_feature(name: str) -> Callable[[type[FeatureExtractor]], type[Featu
     def deco(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
         cls.name = name
         return register(cls)
+
     return deco
 
 
@@ -63,11 +64,17 @@ class FeatureExtractor:
 
     def describe(self) -> dict[str, Any]:
         """What the cache writes next to the arrays, so a cache folder explains itself."""
-        return {"name": self.name, "key": self.key(), "version": self.version,
-                "dtype": str(self.dtype), "config": asdict(self.config)}
+        return {
+            "name": self.name,
+            "key": self.key(),
+            "version": self.version,
+            "dtype": str(self.dtype),
+            "config": asdict(self.config),
+        }
 
-    def compute_batch(self, waves: list[np.ndarray], device: torch.device | str = "cpu"
-                      ) -> list[np.ndarray]:
+    def compute_batch(
+        self, waves: list[np.ndarray], device: torch.device | str = "cpu"
+    ) -> list[np.ndarray]:
         """Features of each waveform (float32 mono at 16 kHz), in input order."""
         raise NotImplementedError
 

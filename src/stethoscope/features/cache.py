@@ -131,8 +131,9 @@ class FeatureCache:
                 self._describe(extractor)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         except OSError as exc:  # read-only or full disk: carry on without caching
-            log.warning("feature cache %s is not writable (%s); continuing without a cache",
-                        self.root, exc)
+            log.warning(
+                "feature cache %s is not writable (%s); continuing without a cache", self.root, exc
+            )
             self.root = None
             return
         try:
@@ -141,8 +142,9 @@ class FeatureCache:
             os.replace(tmp, path)
         except OSError as exc:  # full disk, quota: the features are still good, only not kept
             Path(tmp).unlink(missing_ok=True)
-            log.warning("cannot write to feature cache %s (%s); continuing without a cache",
-                        self.root, exc)
+            log.warning(
+                "cannot write to feature cache %s (%s); continuing without a cache", self.root, exc
+            )
             self.root = None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -184,7 +186,7 @@ def _map_npy(path: str) -> np.ndarray:
         if len(head) < 10 or head[:6] != b"\x93NUMPY":
             raise ValueError("not a .npy file")
         width = 2 if head[6] == 1 else 4  # format 1.0: 2-byte header length; 2.0 and 3.0: 4
-        offset = 8 + width + int.from_bytes(head[8:8 + width], "little")
+        offset = 8 + width + int.from_bytes(head[8 : 8 + width], "little")
         if len(head) < offset:
             raise ValueError("truncated .npy header")
         shape, fortran, dtype = _parse_header(head[:offset])

@@ -62,10 +62,16 @@ def clip_path(clip: Any) -> Path:
     return Path(clip.path) if hasattr(clip, "path") else Path(clip)
 
 
-def extract(clips: Sequence[Any], extractor: FeatureExtractor,
-            cache: FeatureCache | str | Path | None = None, device: torch.device | str = "cpu",
-            batch_size: int = 64, on_error: OnError = "skip", progress: Progress | None = None,
-            workers: int = 2) -> ExtractResult:
+def extract(
+    clips: Sequence[Any],
+    extractor: FeatureExtractor,
+    cache: FeatureCache | str | Path | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    on_error: OnError = "skip",
+    progress: Progress | None = None,
+    workers: int = 2,
+) -> ExtractResult:
     """Features of ``clips`` with ``extractor``, from ``cache`` where it has them.
 
     ``batch_size`` is the most clips decoded and computed together (on CPU, batches are made
@@ -132,7 +138,7 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
     size = max(1, batch_size)
     if on_cpu:  # several batches per worker, so that none of them waits for the last one alone
         size = min(size, max(1, math.ceil(len(misses) / (4 * n_workers))))
-    batches = [misses[s:s + size] for s in range(0, len(misses), size)]
+    batches = [misses[s : s + size] for s in range(0, len(misses), size)]
     n_workers = min(n_workers, max(1, len(batches)))
     # Each worker thread is one stream of work: torch's own threads are split among them on CPU.
     threads = max(1, torch.get_num_threads() // n_workers) if on_cpu and n_workers > 1 else None
@@ -144,10 +150,14 @@ def extract(clips: Sequence[Any], extractor: FeatureExtractor,
             report()
 
     ok = sorted(feats)
-    return ExtractResult(clips=[clips[i] for i in ok], features=[feats[i] for i in ok],
-                         failures=[failed[i] for i in sorted(failed)],
-                         seconds=time.perf_counter() - start, n_cached=n_cached,
-                         n_computed=len(feats) - n_cached)
+    return ExtractResult(
+        clips=[clips[i] for i in ok],
+        features=[feats[i] for i in ok],
+        failures=[failed[i] for i in sorted(failed)],
+        seconds=time.perf_counter() - start,
+        n_cached=n_cached,
+        n_computed=len(feats) - n_cached,
+    )
 
 
 def _stat_reason(exc: OSError) -> str:

@@ -55,12 +55,14 @@ class LogMel(FeatureExtractor):
         c = self.config
         return 1 + (n_samples + 2 * (c.n_fft // 2) - c.n_fft) // c.hop_length
 
-    def compute_batch(self, waves: list[np.ndarray], device: torch.device | str = "cpu"
-                      ) -> list[np.ndarray]:
+    def compute_batch(
+        self, waves: list[np.ndarray], device: torch.device | str = "cpu"
+    ) -> list[np.ndarray]:
         return [self.stack(m) for m in self.log_mel_batch(waves, device)]
 
-    def log_mel_batch(self, waves: list[np.ndarray], device: torch.device | str = "cpu"
-                      ) -> list[np.ndarray]:
+    def log_mel_batch(
+        self, waves: list[np.ndarray], device: torch.device | str = "cpu"
+    ) -> list[np.ndarray]:
         """Contiguous (T, n_mels) float32 log-mel matrices; clips of equal length go together."""
         device = torch.device(device)
         out: list[np.ndarray] = [np.empty(0)] * len(waves)
@@ -70,7 +72,7 @@ class LogMel(FeatureExtractor):
         chunk = self.cpu_chunk if device.type == "cpu" else len(waves)
         for idx in groups.values():
             for s in range(0, len(idx), chunk):
-                part = idx[s:s + chunk]
+                part = idx[s : s + chunk]
                 x = torch.from_numpy(np.stack([np.asarray(waves[i], np.float32) for i in part]))
                 mel = self.log_mel(x.to(device, non_blocking=True)).cpu().numpy()
                 for j, i in enumerate(part):
@@ -80,8 +82,15 @@ class LogMel(FeatureExtractor):
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N) float32 waveforms -> (B, T, n_mels) float32 log-mel, on ``x``'s device."""
         c = self.config
-        spec = torch.stft(x, c.n_fft, c.hop_length, window=_hann(c.n_fft, x.device), center=True,
-                          pad_mode="constant", return_complex=True)  # (B, bins, T)
+        spec = torch.stft(
+            x,
+            c.n_fft,
+            c.hop_length,
+            window=_hann(c.n_fft, x.device),
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )  # (B, bins, T)
         if c.power == 2.0:
             z = spec.real.square().add_(spec.imag.square())
         else:
@@ -102,8 +111,9 @@ class LogMel(FeatureExtractor):
         # Row i starts at frame i and runs on through the next frames. The ndarray constructor
         # makes this view several times faster than as_strided, which matters on warm-cache hits.
         item = log_mel.itemsize
-        view = np.ndarray((n_vec, self.dim), log_mel.dtype, buffer=log_mel,
-                          strides=(item * c.n_mels, item))
+        view = np.ndarray(
+            (n_vec, self.dim), log_mel.dtype, buffer=log_mel, strides=(item * c.n_mels, item)
+        )
         view.flags.writeable = False
         return view
 
@@ -112,12 +122,16 @@ class LogMel(FeatureExtractor):
         m = self.config.n_mels
         if feature.shape[0] == 0:  # fewer frames than n_frames: nothing to keep, stays empty
             return np.empty((0, m), dtype=np.float32)
-        if (feature.dtype == np.float32 and feature.shape[1] == self.dim
-                and feature.strides == (4 * m, 4)):
+        if (
+            feature.dtype == np.float32
+            and feature.shape[1] == self.dim
+            and feature.strides == (4 * m, 4)
+        ):
             # A view made by :meth:`stack`: the (T, n_mels) matrix is the memory it already spans.
             n_rows = feature.shape[0] + self.config.n_frames - 1
-            return np.lib.stride_tricks.as_strided(feature, (n_rows, m), (4 * m, 4),
-                                                   writeable=False)
+            return np.lib.stride_tricks.as_strided(
+                feature, (n_rows, m), (4 * m, 4), writeable=False
+            )
         tail = feature[-1, m:].reshape(-1, m)
         return np.ascontiguousarray(np.concatenate([feature[:, :m], tail]), dtype=np.float32)
 
@@ -136,14 +150,22 @@ def _hann(n_fft: int, device: torch.device) -> torch.Tensor:
     return torch.hann_window(n_fft, periodic=True, dtype=torch.float32, device=device)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
-                   ) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
+) -> np.ndarray:
     """(n_mels, n_fft//2 + 1) float32 Slaney-scale, Slaney-normalised filterbank (librosa's)."""
     import librosa  # deferred: only the matrix is taken from librosa
 
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
-                               fmax=fmax if fmax is not None else sample_rate / 2.0,
-                               htk=False, norm="slaney", dtype=np.float32)
+    return librosa.filters.mel(
+        sr=sample_rate,
+        n_fft=n_fft,
+        n_mels=n_mels,
+        fmin=fmin,
+        fmax=fmax if fmax is not None else sample_rate / 2.0,
+        htk=False,
+        norm="slaney",
+        dtype=np.float32,
+    )
 
 
 #: Mel bands per block of the filterbank product (see :func:`_mel_blocks`).
@@ -151,8 +173,9 @@ MEL_BLOCK = 16
 
 
 @lru_cache(maxsize=8)
-def _mel_blocks(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None,
-                device: torch.device) -> list[tuple[int, int, torch.Tensor]]:
+def _mel_blocks(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, device: torch.device
+) -> list[tuple[int, int, torch.Tensor]]:
     """The transposed filterbank cut into blocks of :data:`MEL_BLOCK` bands, each with the range
     ``[k0, k1)`` of FFT bins it covers: ``cat([z[:, k0:k1] @ w ...])`` is ``z @ fb.T``.
 
@@ -162,7 +185,7 @@ def _mel_blocks(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: fl
     fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T  # (bins, mels)
     blocks = []
     for m0 in range(0, n_mels, MEL_BLOCK):
-        part = fb[:, m0:m0 + MEL_BLOCK]
+        part = fb[:, m0 : m0 + MEL_BLOCK]
         nz = np.flatnonzero(np.any(part != 0, axis=1))
         k0, k1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
         w = torch.from_numpy(np.ascontiguousarray(part[k0:k1])).to(device)

@@ -31,14 +31,19 @@ class Waveform(FeatureExtractor):
     config_cls = WaveformConfig
     config: WaveformConfig
 
-    def compute_batch(self, waves: list[np.ndarray], device: torch.device | str = "cpu"
-                      ) -> list[np.ndarray]:
+    def compute_batch(
+        self, waves: list[np.ndarray], device: torch.device | str = "cpu"
+    ) -> list[np.ndarray]:
         return [np.asarray(w, dtype=np.float32) for w in waves]
 
     def to_storage(self, feature: np.ndarray) -> np.ndarray:
         scaled = feature.astype(np.float32) * _SCALE  # exact: scaling by a power of two
-        if (scaled.size and scaled.min() >= -32768 and scaled.max() <= 32767
-                and np.array_equal(scaled, np.rint(scaled))):
+        if (
+            scaled.size
+            and scaled.min() >= -32768
+            and scaled.max() <= 32767
+            and np.array_equal(scaled, np.rint(scaled))
+        ):
             return scaled.astype(np.int16)
         return np.ascontiguousarray(feature, dtype=np.float32)
 

@@ -12,5 +12,13 @@ from stethoscope.models.acae.frontend import ACAEFrontEnd
 from stethoscope.models.dualcnn.frontend import DualCNNFrontEnd
 # isort: on
 
-__all__ = ["ACAEFrontEnd", "AEFrontEnd", "BackendInput", "DualCNNFrontEnd", "FRONTENDS",
-           "FrontEnd", "MeanSpectrum", "register_frontend"]
+__all__ = [
+    "ACAEFrontEnd",
+    "AEFrontEnd",
+    "BackendInput",
+    "DualCNNFrontEnd",
+    "FRONTENDS",
+    "FrontEnd",
+    "MeanSpectrum",
+    "register_frontend",
+]

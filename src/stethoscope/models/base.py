@@ -9,8 +9,9 @@ trains the per-machine AE and the joint dual-branch CNN.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -45,8 +46,13 @@ class FrontEnd(ABC):
         return 1
 
     @abstractmethod
-    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+    def fit(
+        self,
+        clips: Sequence[Clip],
+        inputs: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         """Train on normal training clips (their cached features in ``inputs``).
 
         ``work_dir`` holds epoch checkpoints: a training interrupted there resumes where it stopped
@@ -54,8 +60,9 @@ class FrontEnd(ABC):
         """
 
     @abstractmethod
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-                  output: str) -> BackendInput:
+    def transform(
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
+    ) -> BackendInput:
         """Back-end inputs of kind ``output`` (one of :attr:`outputs`) for ``clips``."""
 
     @abstractmethod

@@ -46,12 +46,21 @@ def normalised(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def save(directory: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimizer, epoch: int,
-         history: list[dict[str, Any]], fingerprint: dict[str, Any]) -> None:
+def save(
+    directory: Path,
+    modules: dict[str, nn.Module],
+    opt: torch.optim.Optimizer,
+    epoch: int,
+    history: list[dict[str, Any]],
+    fingerprint: dict[str, Any],
+) -> None:
     """Write the checkpoint of ``epoch`` completed epochs into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{name}/{k}": v.detach().cpu().contiguous()
-               for name, module in modules.items() for k, v in module.state_dict().items()}
+    tensors = {
+        f"{name}/{k}": v.detach().cpu().contiguous()
+        for name, module in modules.items()
+        for k, v in module.state_dict().items()
+    }
     state = opt.state_dict()
     scalars: dict[str, Any] = {}
     for pid, entries in state["state"].items():
@@ -69,17 +78,30 @@ def save(directory: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimi
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    write_json(directory / META, {
-        "format": FORMAT, "version": VERSION, "epoch": epoch, "weights": weights,
-        "fingerprint": fingerprint, "history": history, "optimizer_scalars": scalars,
-        "param_groups": state["param_groups"]})
+    write_json(
+        directory / META,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "epoch": epoch,
+            "weights": weights,
+            "fingerprint": fingerprint,
+            "history": history,
+            "optimizer_scalars": scalars,
+            "param_groups": state["param_groups"],
+        },
+    )
     for old in directory.glob("checkpoint-*.safetensors"):
         if old.name != weights:
             old.unlink(missing_ok=True)
 
 
-def load(directory: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
-         fingerprint: dict[str, Any]) -> Resumed | None:
+def load(
+    directory: Path,
+    modules: dict[str, nn.Module],
+    opt: torch.optim.Optimizer,
+    fingerprint: dict[str, Any],
+) -> Resumed | None:
     """Restore the checkpoint in ``directory`` into ``modules`` and ``opt``; None if there is none.
 
     A checkpoint made with other data or settings, or one that does not fit the modules, raises
@@ -94,21 +116,28 @@ def load(directory: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimi
             raise ModelError(f"{path}: not a version-{VERSION} training checkpoint")
         tensors = load_file(str(directory / meta["weights"]))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise ModelError(f"{path}: unreadable training checkpoint ({exc}); remove {directory} "
-                         "to train afresh") from exc
+        raise ModelError(
+            f"{path}: unreadable training checkpoint ({exc}); remove {directory} to train afresh"
+        ) from exc
     differs = _differences(meta.get("fingerprint", {}), normalised(fingerprint))
     if differs:
-        raise ModelError(f"the checkpoint in {directory} was made with other data or settings "
-                         f"({'; '.join(differs)}); remove that folder to train afresh")
+        raise ModelError(
+            f"the checkpoint in {directory} was made with other data or settings "
+            f"({'; '.join(differs)}); remove that folder to train afresh"
+        )
     try:
         for name, module in modules.items():
             prefix = f"{name}/"
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                    if k.startswith(prefix)}, strict=True)
+            module.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)},
+                strict=True,
+            )
         opt.load_state_dict(_optimizer_state(tensors, meta))
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelError(f"the checkpoint in {directory} does not fit this model ({exc}); "
-                         "remove that folder to train afresh") from exc
+        raise ModelError(
+            f"the checkpoint in {directory} does not fit this model ({exc}); "
+            "remove that folder to train afresh"
+        ) from exc
     return Resumed(int(meta["epoch"]), list(meta["history"]))
 
 
@@ -121,8 +150,10 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
     for name, val in meta["optimizer_scalars"].items():
         pid, key = name.split("/", 1)
         state.setdefault(int(pid), {})[key] = val
-    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
-              for g in meta["param_groups"]]
+    groups = [
+        {k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+        for g in meta["param_groups"]
+    ]
     return {"state": state, "param_groups": groups}
 
 
@@ -130,8 +161,11 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key.sub: old then, new now`` for every setting that differs."""
     old, new = _flat(old), _flat(new)
     keys = sorted(set(old) | set(new))
-    return [f"{k}: {_short(old.get(k))} then, {_short(new.get(k))} now"
-            for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: {_short(old.get(k))} then, {_short(new.get(k))} now"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -41,8 +41,10 @@ def config_from(cls: type[C], params: dict[str, Any], ignore: tuple[str, ...] = 
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(params) - known - set(ignore))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} setting(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown {cls.__name__} setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
     values = {}
     for k, v in params.items():
         if k in known:
@@ -53,13 +55,21 @@ def config_from(cls: type[C], params: dict[str, Any], ignore: tuple[str, ...] = 
         raise ConfigError(f"bad {cls.__name__} settings: {exc}") from exc
 
 
-def save(directory: Path, frontend: str, config: dict[str, Any],
-         parts: dict[str, nn.Module], **extra: Any) -> None:
+def save(
+    directory: Path,
+    frontend: str,
+    config: dict[str, Any],
+    parts: dict[str, nn.Module],
+    **extra: Any,
+) -> None:
     """Write the modules in ``parts`` and the JSON description into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{part}/{k}": v.detach().cpu().contiguous()
-               for part, module in parts.items() for k, v in module.state_dict().items()}
+    tensors = {
+        f"{part}/{k}": v.detach().cpu().contiguous()
+        for part, module in parts.items()
+        for k, v in module.state_dict().items()
+    }
     if tensors:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.", suffix=".tmp")
         os.close(fd)
@@ -69,8 +79,10 @@ def save(directory: Path, frontend: str, config: dict[str, Any],
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    write_json(directory / META, {"format": FORMAT, "version": VERSION, "frontend": frontend,
-                                  "config": config, **extra})
+    write_json(
+        directory / META,
+        {"format": FORMAT, "version": VERSION, "frontend": frontend, "config": config, **extra},
+    )
 
 
 def read_meta(directory: Path, frontend: str) -> dict[str, Any]:
@@ -83,11 +95,15 @@ def read_meta(directory: Path, frontend: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelError(f"{path}: not a stethoscope front end (format "
-                         f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise ModelError(
+            f"{path}: not a stethoscope front end (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
     if meta.get("version") != VERSION:
-        raise ModelError(f"{path}: front-end format version {meta.get('version')!r}; this "
-                         f"stethoscope reads version {VERSION}")
+        raise ModelError(
+            f"{path}: front-end format version {meta.get('version')!r}; this "
+            f"stethoscope reads version {VERSION}"
+        )
     if meta.get("frontend") != frontend:
         raise ModelError(f"{path}: holds a '{meta.get('frontend')}' front end, not '{frontend}'")
     if not isinstance(meta.get("config"), dict):
@@ -95,8 +111,7 @@ def read_meta(directory: Path, frontend: str) -> dict[str, Any]:
     return meta
 
 
-def load_part(directory: Path, part: str, build: Callable[[], M],
-              device: torch.device) -> M:
+def load_part(directory: Path, part: str, build: Callable[[], M], device: torch.device) -> M:
     """Module ``part`` of a saved front end: ``build()`` runs on the meta device, the file's
     tensors must match it name for name, shape for shape and dtype for dtype, then they load."""
     path = Path(directory) / WEIGHTS
@@ -104,24 +119,29 @@ def load_part(directory: Path, part: str, build: Callable[[], M],
         with torch.device("meta"):
             module = build()
     except (TypeError, ValueError, KeyError) as exc:
-        raise ModelError(f"{Path(directory) / META}: config does not describe a network ({exc})"
-                         ) from exc
+        raise ModelError(
+            f"{Path(directory) / META}: config does not describe a network ({exc})"
+        ) from exc
     expected = module.state_dict()
     prefix = f"{part}/"
     try:
         with safe_open(str(path), framework="pt") as fh:
-            names = {k[len(prefix):] for k in fh.keys() if k.startswith(prefix)}
+            names = {k[len(prefix) :] for k in fh.keys() if k.startswith(prefix)}
             if names != set(expected):
                 missing, extra = sorted(set(expected) - names), sorted(names - set(expected))
-                raise ModelError(f"{path}: tensors of '{part}' do not fit the network described in "
-                                 f"{META} (missing {missing[:5]}, unexpected {extra[:5]})")
+                raise ModelError(
+                    f"{path}: tensors of '{part}' do not fit the network described in "
+                    f"{META} (missing {missing[:5]}, unexpected {extra[:5]})"
+                )
             for k, t in expected.items():
                 sl = fh.get_slice(prefix + k)
                 shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
                 if shape != tuple(t.shape) or dtype != _DTYPES.get(t.dtype):
-                    raise ModelError(f"{path}: '{prefix}{k}' is {dtype}{list(shape)}, the network "
-                                     f"described in {META} needs {_DTYPES.get(t.dtype)}"
-                                     f"{list(t.shape)}")
+                    raise ModelError(
+                        f"{path}: '{prefix}{k}' is {dtype}{list(shape)}, the network "
+                        f"described in {META} needs {_DTYPES.get(t.dtype)}"
+                        f"{list(t.shape)}"
+                    )
             tensors = {k: fh.get_tensor(prefix + k) for k in expected}
     except (OSError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{path}: unreadable ({exc})") from exc
@@ -131,8 +151,15 @@ def load_part(directory: Path, part: str, build: Callable[[], M],
     return module.to(device).eval()
 
 
-_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
-           torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL"}
+_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
 
 
 F = TypeVar("F", bound=FrontEnd)

@@ -86,8 +86,9 @@ class Task(Protocol):
     def batches(self, epoch: int, rand: EpochRandom) -> Sequence[Any]:
         """The batches of ``epoch`` (1-based), in order."""
 
-    def step(self, batch: Any,
-             rand: EpochRandom) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    def step(
+        self, batch: Any, rand: EpochRandom
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         """(loss to minimise, batch means of other metrics, samples in the batch)."""
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -120,9 +121,15 @@ def global_seed(seed: int, device: torch.device | None = None) -> Iterator[None]
         yield
 
 
-def train(task: Task, cfg: LoopConfig, device: torch.device, *,
-          fingerprint: dict[str, Any] | None = None, work_dir: str | Path | None = None,
-          progress: Progress | None = None) -> list[dict[str, Any]]:
+def train(
+    task: Task,
+    cfg: LoopConfig,
+    device: torch.device,
+    *,
+    fingerprint: dict[str, Any] | None = None,
+    work_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """Train ``task`` for ``cfg.epochs`` epochs; returns one metrics dict per epoch.
 
     With ``work_dir`` a checkpoint is written there after every epoch, and a checkpoint found there
@@ -139,10 +146,15 @@ def train(task: Task, cfg: LoopConfig, device: torch.device, *,
     if work_dir is not None:
         resumed = checkpoint.load(work_dir, task.modules, opt, fingerprint)
         if resumed is not None:
-            start, history = resumed.epoch, resumed.history[:resumed.epoch]
+            start, history = resumed.epoch, resumed.history[: resumed.epoch]
             if start < cfg.epochs:
-                log.info("%s: resuming at epoch %d of %d from %s", cfg.name, start + 1,
-                         cfg.epochs, work_dir)
+                log.info(
+                    "%s: resuming at epoch %d of %d from %s",
+                    cfg.name,
+                    start + 1,
+                    cfg.epochs,
+                    work_dir,
+                )
             else:
                 log.info("%s: already trained (%d epochs) in %s", cfg.name, start, work_dir)
             if progress is not None:
@@ -168,8 +180,15 @@ def train(task: Task, cfg: LoopConfig, device: torch.device, *,
     return history
 
 
-def _epoch(task: Task, cfg: LoopConfig, device: torch.device, opt: torch.optim.Optimizer,
-           params: list[nn.Parameter], epoch: int, ticker: _Ticker) -> dict[str, Any]:
+def _epoch(
+    task: Task,
+    cfg: LoopConfig,
+    device: torch.device,
+    opt: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    epoch: int,
+    ticker: _Ticker,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     rand = EpochRandom.of(cfg.seed, epoch, device)
     for module in task.modules.values():
@@ -198,11 +217,15 @@ def _epoch(task: Task, cfg: LoopConfig, device: torch.device, opt: torch.optim.O
         seen += n
         ticker.step(epoch, i, len(batches), sums, seen)
     means = (sums / seen).tolist()  # the epoch's one host sync
-    metrics: dict[str, Any] = {"epoch": epoch, **dict(zip(names, means, strict=True)),
-                               **task.epoch_metrics()}
+    metrics: dict[str, Any] = {
+        "epoch": epoch,
+        **dict(zip(names, means, strict=True)),
+        **task.epoch_metrics(),
+    }
     secs = time.perf_counter() - t0
-    metrics.update(lr=float(opt.param_groups[0]["lr"]), seconds=secs,
-                   samples_per_s=seen / max(secs, 1e-9))
+    metrics.update(
+        lr=float(opt.param_groups[0]["lr"]), seconds=secs, samples_per_s=seen / max(secs, 1e-9)
+    )
     return metrics
 
 
@@ -239,8 +262,9 @@ class _Ticker:
             return
         self.last = now
         done = round(epoch - 1 + (i + 1) / n, 2)
-        self.progress(self.stage, done, self.epochs,
-                      {"epoch": epoch, "loss": float(sums[0]) / seen})
+        self.progress(
+            self.stage, done, self.epochs, {"epoch": epoch, "loss": float(sums[0]) / seen}
+        )
 
     def epoch_end(self) -> None:
         self.last = time.monotonic()

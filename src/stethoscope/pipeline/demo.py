@@ -30,6 +30,7 @@ def run_demo(out: Path, systems: str = "all", seed: int = 0, device: str = "auto
     else:
         console.print(f"[bold]1/2[/bold] using the synthetic dataset already in {data}")
     console.print(f"[bold]2/2[/bold] running the study ({systems}) into {out / 'run'} ...")
-    spec = StudySpec(data=data, out=out / "run", systems=systems, frontends=DEMO_FRONTENDS,
-                     device=device)
+    spec = StudySpec(
+        data=data, out=out / "run", systems=systems, frontends=DEMO_FRONTENDS, device=device
+    )
     execute_study(spec)

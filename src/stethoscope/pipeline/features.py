@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from stethoscope.data.clip import Clip
 from stethoscope.devices import resolve_device
@@ -14,10 +14,22 @@ from stethoscope.progress import Progress
 FeatureSet = ExtractResult
 
 
-def load_features(clips: Sequence[Clip], feature: str, *, cache_dir: Path | None = None,
-                  device: str = "auto", on_error: str = "skip",
-                  progress: Progress | None = None) -> ExtractResult:
+def load_features(
+    clips: Sequence[Clip],
+    feature: str,
+    *,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: str = "skip",
+    progress: Progress | None = None,
+) -> ExtractResult:
     """Features of ``clips`` by the extractor registered as ``feature``, through the cache."""
     extractor = FEATURES.get(feature)()
-    return extract(list(clips), extractor, cache=cache_dir, device=resolve_device(device),
-                   on_error=on_error, progress=progress)
+    return extract(
+        list(clips),
+        extractor,
+        cache=cache_dir,
+        device=resolve_device(device),
+        on_error=on_error,
+        progress=progress,
+    )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,20 +51,32 @@ def train_clips(catalog: Catalog, machines: Sequence[str] | None = None) -> list
     if machines:
         clips = [c for c in clips if c.machine in set(machines)]
     if not clips:
-        raise DataError(f"{catalog.root}: no training clips"
-                        + (f" for machine type(s) {', '.join(machines)}" if machines else ""))
+        raise DataError(
+            f"{catalog.root}: no training clips"
+            + (f" for machine type(s) {', '.join(machines)}" if machines else "")
+        )
     return clips
 
 
-def fit_frontend(cfg: SystemConfig, feats: FeatureSet, device: str,
-                 progress: Progress | None = None, work_dir: Path | None = None) -> FrontEnd:
+def fit_frontend(
+    cfg: SystemConfig,
+    feats: FeatureSet,
+    device: str,
+    progress: Progress | None = None,
+    work_dir: Path | None = None,
+) -> FrontEnd:
     frontend = FRONTENDS.get(cfg.frontend.name)(cfg.frontend.params, device=device)
     frontend.fit(feats.clips, feats.features, progress=progress, work_dir=work_dir)
     return frontend
 
 
-def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
-                 progress: Progress | None = None, seed: int = 0) -> SystemModel:
+def fit_backends(
+    cfg: SystemConfig,
+    frontend: FrontEnd,
+    feats: FeatureSet,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> SystemModel:
     """Fit the system's back end and threshold for every machine type and section."""
     model = SystemModel(config=cfg, frontend=frontend)
     keys = sorted({(c.machine, c.section) for c in feats.clips})
@@ -76,12 +88,14 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
         # per section: keeps memory at one machine's residuals/embeddings
         x = frontend.transform(clips, [feats.features[j] for j in idx], cfg.backend_input)
         classes, _ = class_labels(clips)
-        data = FitData(x=x, domains=np.array([c.domain or "source" for c in clips]),
-                       classes=classes, seed=seed)
+        data = FitData(
+            x=x, domains=np.array([c.domain or "source" for c in clips]), classes=classes, seed=seed
+        )
         backend: Backend
         if frontend.n_members > 1:  # seed ensemble: one back end per member, scores averaged
-            backend = EnsembleBackend([backend_cls(**cfg.backend.params)
-                                       for _ in range(frontend.n_members)])
+            backend = EnsembleBackend(
+                [backend_cls(**cfg.backend.params) for _ in range(frontend.n_members)]
+            )
         else:
             backend = backend_cls(**cfg.backend.params)
         backend.fit(data)
@@ -93,17 +107,25 @@ def fit_backends(cfg: SystemConfig, frontend: FrontEnd, feats: FeatureSet,
     return model
 
 
-def fit_group(group: Sequence[SystemConfig], clips: Sequence[Clip], *,
-              cache_dir: Path | None, device: str, on_error: str, progress: Progress | None,
-              work_dir: Path | None, frontend: FrontEnd | None = None
-              ) -> tuple[dict[str, SystemModel], Failures]:
+def fit_group(
+    group: Sequence[SystemConfig],
+    clips: Sequence[Clip],
+    *,
+    cache_dir: Path | None,
+    device: str,
+    on_error: str,
+    progress: Progress | None,
+    work_dir: Path | None,
+    frontend: FrontEnd | None = None,
+) -> tuple[dict[str, SystemModel], Failures]:
     """Train the front end the systems of ``group`` share (unless given) and fit each back end.
 
     ``work_dir`` holds the front end's checkpoints (a rerun resumes there).
     """
     feature = FRONTENDS.get(group[0].frontend.name).feature
-    feats = load_features(clips, feature, cache_dir=cache_dir, device=device, on_error=on_error,
-                          progress=progress)
+    feats = load_features(
+        clips, feature, cache_dir=cache_dir, device=device, on_error=on_error, progress=progress
+    )
     if not feats.clips:
         raise DataError("no usable training clips: every one of them failed to load")
     if frontend is None:
@@ -116,18 +138,32 @@ def fit_group(group: Sequence[SystemConfig], clips: Sequence[Clip], *,
     return models, feats.failures
 
 
-def fit_systems(catalog: Catalog, configs: Sequence[SystemConfig], *,
-                machines: Sequence[str] | None = None, cache_dir: Path | None = None,
-                device: str = "auto", on_error: str = "skip", progress: Progress | None = None,
-                save_to: Callable[[SystemConfig], Path] | None = None,
-                work_dir: Path | None = None) -> FitReport:
+def fit_systems(
+    catalog: Catalog,
+    configs: Sequence[SystemConfig],
+    *,
+    machines: Sequence[str] | None = None,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: str = "skip",
+    progress: Progress | None = None,
+    save_to: Callable[[SystemConfig], Path] | None = None,
+    work_dir: Path | None = None,
+) -> FitReport:
     """Train ``configs`` on the catalog's training clips; each model saved where ``save_to`` says."""
     report = FitReport()
     clips = train_clips(catalog, machines)
     for group in group_by_frontend(configs):
         fe_work = (work_dir / group[0].frontend.slug()) if work_dir else None
-        models, failures = fit_group(group, clips, cache_dir=cache_dir, device=device,
-                                     on_error=on_error, progress=progress, work_dir=fe_work)
+        models, failures = fit_group(
+            group,
+            clips,
+            cache_dir=cache_dir,
+            device=device,
+            on_error=on_error,
+            progress=progress,
+            work_dir=fe_work,
+        )
         report.failures.extend(failures)
         for name, model in models.items():
             if save_to is not None:

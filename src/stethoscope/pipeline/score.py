@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from stethoscope.data.catalog import Catalog, DataError
 from stethoscope.data.clip import Clip
 from stethoscope.evaluation.submission import write_submission
-from stethoscope.progress import Progress
 from stethoscope.pipeline.features import load_features
 from stethoscope.pipeline.system_model import SystemModel
+from stethoscope.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -26,23 +26,38 @@ class ScoreReport:
     failures: list[tuple[Path, str]] = field(default_factory=list)
     skipped_machines: list[str] = field(default_factory=list)
     #: (machine, section) -> (clips, scores, decisions), for reports and plots
-    results: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = field(default_factory=dict)
+    results: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
     #: (machine, section) -> the back-end inputs the scores came from (embeddings, residuals, ...)
     inputs: dict[tuple[str, str], object] = field(default_factory=dict)
 
 
-def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | None = None,
-                device: str = "auto", on_error: str = "skip", progress: Progress | None = None,
-                keep_inputs: dict | None = None
-                ) -> tuple[dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]],
-                           list[tuple[Path, str]]]:
+def score_clips(
+    model: SystemModel,
+    clips: Sequence[Clip],
+    *,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: str = "skip",
+    progress: Progress | None = None,
+    keep_inputs: dict | None = None,
+) -> tuple[
+    dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]], list[tuple[Path, str]]
+]:
     """Scores and decisions per (machine, section) for clips the model has a back end for.
 
     ``keep_inputs`` (a dict) receives the back-end inputs per (machine, section), so callers that
     also need them (embedding maps) do not run the front end twice.
     """
-    feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
-                          on_error=on_error, progress=progress)
+    feats = load_features(
+        clips,
+        model.frontend.feature,
+        cache_dir=cache_dir,
+        device=device,
+        on_error=on_error,
+        progress=progress,
+    )
     out: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = {}
     if not feats.clips:
         return out, feats.failures
@@ -51,8 +66,11 @@ def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | 
         groups.setdefault((c.machine, c.section), []).append(j)
     for key, idx in sorted(groups.items()):
         sm = model.sections[key]
-        x = model.frontend.transform([feats.clips[j] for j in idx],
-                                     [feats.features[j] for j in idx], model.config.backend_input)
+        x = model.frontend.transform(
+            [feats.clips[j] for j in idx],
+            [feats.features[j] for j in idx],
+            model.config.backend_input,
+        )
         scores = np.asarray(sm.backend.score(x), dtype=np.float64)
         if keep_inputs is not None:
             keep_inputs[key] = x
@@ -60,25 +78,41 @@ def score_clips(model: SystemModel, clips: Sequence[Clip], *, cache_dir: Path | 
     return out, feats.failures
 
 
-def score_catalog(model: SystemModel, catalog: Catalog, out_dir: str | Path, *,
-                  cache_dir: Path | None = None, device: str = "auto", on_error: str = "skip",
-                  progress: Progress | None = None) -> ScoreReport:
+def score_catalog(
+    model: SystemModel,
+    catalog: Catalog,
+    out_dir: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: str = "skip",
+    progress: Progress | None = None,
+) -> ScoreReport:
     """Score every test clip of the catalog's machines the model knows; write the official CSVs."""
     out_dir = Path(out_dir)
     report = ScoreReport(out_dir=out_dir)
     test = catalog.select(split="test")
     known = set(model.sections)
     usable = [c for c in test if (c.machine, c.section) in known]
-    report.skipped_machines = sorted({f"{c.machine} section {c.section}" for c in test
-                                      if (c.machine, c.section) not in known})
+    report.skipped_machines = sorted(
+        {f"{c.machine} section {c.section}" for c in test if (c.machine, c.section) not in known}
+    )
     for item in report.skipped_machines:
         log.warning("no fitted back end for %s in this model; its test clips are not scored", item)
     if not usable:
-        raise DataError(f"{catalog.root}: no test clips of the model's machine types "
-                         f"({', '.join(model.machines())})")
-    results, report.failures = score_clips(model, usable, cache_dir=cache_dir, device=device,
-                                           on_error=on_error, progress=progress,
-                                           keep_inputs=report.inputs)
+        raise DataError(
+            f"{catalog.root}: no test clips of the model's machine types "
+            f"({', '.join(model.machines())})"
+        )
+    results, report.failures = score_clips(
+        model,
+        usable,
+        cache_dir=cache_dir,
+        device=device,
+        on_error=on_error,
+        progress=progress,
+        keep_inputs=report.inputs,
+    )
     for (machine, section), (clips, scores, decisions) in results.items():
         write_submission(out_dir, machine, section, [c.name for c in clips], scores, decisions)
         report.written.append((machine, section, len(clips)))

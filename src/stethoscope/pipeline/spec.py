@@ -39,7 +39,7 @@ class StudySpec:
     report: bool = True
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "StudySpec":
+    def from_yaml(cls, path: str | Path) -> StudySpec:
         try:
             with open(path, encoding="utf-8") as fh:
                 raw = yaml.safe_load(fh) or {}
@@ -50,7 +50,9 @@ class StudySpec:
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
-            raise ConfigError(f"{path}: unknown study keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(
+                f"{path}: unknown study keys {sorted(unknown)}; known: {sorted(known)}"
+            )
         base = Path(path).parent
         for key in ("data", "out", "cache_dir", "ground_truth"):
             if raw.get(key) is not None:
@@ -58,7 +60,7 @@ class StudySpec:
                 raw[key] = p if p.is_absolute() else base / p
         return cls(**raw)
 
-    def merged(self, **flags: Any) -> "StudySpec":
+    def merged(self, **flags: Any) -> StudySpec:
         """Command-line flags win over the YAML file where given."""
         given = {k: v for k, v in flags.items() if v is not None}
         spec = replace(self, **given)

@@ -16,9 +16,9 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -61,10 +61,19 @@ def system_dir(run_dir: Path, name: str) -> Path:
     return run_dir / name
 
 
-def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
-              machines: Sequence[str] | None = None, cache_dir: Path | None = None,
-              device: str = "auto", on_error: str = "skip", ground_truth: Path | None = None,
-              overwrite: bool = False, progress: Progress | None = None) -> StudyResult:
+def run_study(
+    data: Path,
+    run_dir: Path,
+    configs: Sequence[SystemConfig],
+    *,
+    machines: Sequence[str] | None = None,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: str = "skip",
+    ground_truth: Path | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> StudyResult:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.scan(data, on_error=on_error, machines=machines)
@@ -77,8 +86,9 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
         for c in group:
             if c not in pending:
                 ev = read_json(system_dir(run_dir, c.name) / "evaluation.json")
-                result.outcomes[c.name] = SystemOutcome(c.name, "skipped (finished earlier)",
-                                                        ev.get("official_score"), ev)
+                result.outcomes[c.name] = SystemOutcome(
+                    c.name, "skipped (finished earlier)", ev.get("official_score"), ev
+                )
         if not pending:
             continue
         saved = [c for c in group if is_model_dir(system_dir(run_dir, c.name) / "model")]
@@ -88,22 +98,34 @@ def run_study(data: Path, run_dir: Path, configs: Sequence[SystemConfig], *,
         if to_fit:
             donor = None
             if saved:  # a system of this group was saved earlier: reuse its trained front end
-                donor = SystemModel.load(system_dir(run_dir, saved[0].name) / "model",
-                                         device).frontend
-                log.info("%s: reusing the front end trained for %s", group[0].frontend.name,
-                         saved[0].name)
+                donor = SystemModel.load(
+                    system_dir(run_dir, saved[0].name) / "model", device
+                ).frontend
+                log.info(
+                    "%s: reusing the front end trained for %s",
+                    group[0].frontend.name,
+                    saved[0].name,
+                )
             models, failures = fit_group(
-                to_fit, clips, cache_dir=cache_dir, device=device, on_error=on_error,
-                progress=progress, work_dir=run_dir / ".work" / group[0].frontend.slug(),
-                frontend=donor)
+                to_fit,
+                clips,
+                cache_dir=cache_dir,
+                device=device,
+                on_error=on_error,
+                progress=progress,
+                work_dir=run_dir / ".work" / group[0].frontend.slug(),
+                frontend=donor,
+            )
             train_failures = [(str(p), r) for p, r in failures]
             for name, model in models.items():
                 model.save(system_dir(run_dir, name) / "model")
         for cfg in pending:
             model = models.get(cfg.name) or SystemModel.load(
-                system_dir(run_dir, cfg.name) / "model", device)
-            outcome = _score_and_evaluate(model, catalog, run_dir, cache_dir, device, on_error,
-                                          ground_truth, progress)
+                system_dir(run_dir, cfg.name) / "model", device
+            )
+            outcome = _score_and_evaluate(
+                model, catalog, run_dir, cache_dir, device, on_error, ground_truth, progress
+            )
             outcome.status = "done" if cfg.name in models else "scored (model reused)"
             outcome.failures = train_failures + outcome.failures
             result.outcomes[cfg.name] = outcome
@@ -134,7 +156,8 @@ def _check_no_conflict(run_dir: Path, cfg: SystemConfig, overwrite: bool) -> Non
     if not overwrite:
         raise StudyConflict(
             f"{sys_json.parent}: holds a '{cfg.name}' model with a different configuration; "
-            "use another --out folder, or --overwrite to replace it")
+            "use another --out folder, or --overwrite to replace it"
+        )
     import shutil
 
     log.warning("replacing %s (different configuration, --overwrite given)", sys_json.parent.parent)
@@ -147,29 +170,61 @@ def _roundtrip(cfg: SystemConfig) -> dict:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
-def _score_and_evaluate(model: SystemModel, catalog: Catalog, run_dir: Path, cache_dir, device,
-                        on_error, ground_truth, progress) -> SystemOutcome:
+def _score_and_evaluate(
+    model: SystemModel,
+    catalog: Catalog,
+    run_dir: Path,
+    cache_dir,
+    device,
+    on_error,
+    ground_truth,
+    progress,
+) -> SystemOutcome:
     sdir = system_dir(run_dir, model.config.name)
-    rep = score_catalog(model, catalog, sdir / "scores", cache_dir=cache_dir, device=device,
-                        on_error=on_error, progress=progress)
+    rep = score_catalog(
+        model,
+        catalog,
+        sdir / "scores",
+        cache_dir=cache_dir,
+        device=device,
+        on_error=on_error,
+        progress=progress,
+    )
     _write_clip_scores(sdir / "clip_scores.csv", model, rep.results)
     _write_embeddings(sdir / "embeddings.npz", model, rep, cache_dir, device, on_error)
     ev = evaluate_scores_dir(sdir / "scores", ground_truth=ground_truth)
     ev.write_json(sdir / "evaluation.json")
     ev.write_result_csv(sdir / "result.csv")
-    return SystemOutcome(model.config.name, "done", ev.official_score, ev.to_json_dict(),
-                         failures=[(str(p), r) for p, r in rep.failures])
+    return SystemOutcome(
+        model.config.name,
+        "done",
+        ev.official_score,
+        ev.to_json_dict(),
+        failures=[(str(p), r) for p, r in rep.failures],
+    )
 
 
 def _write_clip_scores(path: Path, model: SystemModel, results) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["machine", "section", "file_name", "domain", "label", "score", "decision", "threshold"])
+    w.writerow(
+        ["machine", "section", "file_name", "domain", "label", "score", "decision", "threshold"]
+    )
     for (machine, section), (clips, scores, decisions) in sorted(results.items()):
         thr = model.sections[(machine, section)].threshold.value
         for c, s, d in zip(clips, scores, decisions):
-            w.writerow([machine, section, c.name, c.domain or "", c.label or "", repr(float(s)),
-                        int(d), repr(float(thr))])
+            w.writerow(
+                [
+                    machine,
+                    section,
+                    c.name,
+                    c.domain or "",
+                    c.label or "",
+                    repr(float(s)),
+                    int(d),
+                    repr(float(thr)),
+                ]
+            )
     atomic_write_text(path, buf.getvalue())
 
 
@@ -186,17 +241,22 @@ def _write_embeddings(path: Path, model: SystemModel, rep, cache_dir, device, on
     if model.config.backend_input == "embedding":
         x = np.concatenate([np.asarray(rep.inputs[k], np.float32) for k in keys])
     else:
-        feats = load_features(clips, model.frontend.feature, cache_dir=cache_dir, device=device,
-                              on_error=on_error)
+        feats = load_features(
+            clips, model.frontend.feature, cache_dir=cache_dir, device=device, on_error=on_error
+        )
         clips = feats.clips
         if not clips:
             return
         x = np.asarray(model.frontend.transform(clips, feats.features, "embedding"), np.float32)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, x=x, machine=np.array([c.machine for c in clips]),
-             domain=np.array([c.domain or "" for c in clips]),
-             label=np.array([c.label or "" for c in clips]),
-             file_name=np.array([c.name for c in clips]))
+    np.savez(
+        tmp,
+        x=x,
+        machine=np.array([c.machine for c in clips]),
+        domain=np.array([c.domain or "" for c in clips]),
+        label=np.array([c.label or "" for c in clips]),
+        file_name=np.array([c.name for c in clips]),
+    )
     tmp.replace(path)
 
 
@@ -209,10 +269,18 @@ def execute_study(spec: StudySpec) -> StudyResult:
     configs = spec.system_configs()
     t0 = time.perf_counter()
     with progress_display() as progress:
-        result = run_study(Path(spec.data), Path(spec.out), configs, machines=spec.machines,
-                           cache_dir=cache, device=spec.device, on_error=spec.on_error,
-                           ground_truth=spec.ground_truth, overwrite=spec.overwrite,
-                           progress=progress)
+        result = run_study(
+            Path(spec.data),
+            Path(spec.out),
+            configs,
+            machines=spec.machines,
+            cache_dir=cache,
+            device=spec.device,
+            on_error=spec.on_error,
+            ground_truth=spec.ground_truth,
+            overwrite=spec.overwrite,
+            progress=progress,
+        )
     wall = time.perf_counter() - t0
     report_path = None
     if spec.report:

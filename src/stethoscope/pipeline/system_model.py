@@ -46,30 +46,41 @@ class SystemModel:
         self.frontend.save(directory / "frontend")
         for (machine, section), sm in self.sections.items():
             arrays, meta = sm.backend.get_state()
-            meta = {"backend": sm.backend.name, "state": meta,
-                    "threshold": sm.threshold.get_state(), "n_train": sm.n_train}
+            meta = {
+                "backend": sm.backend.name,
+                "state": meta,
+                "threshold": sm.threshold.get_state(),
+                "n_train": sm.n_train,
+            }
             save_state(directory / "backends", f"{machine}_section_{section}", arrays, meta)
         # system.json last: its presence marks a complete model directory
-        write_json(directory / "system.json", {
-            "format_version": FORMAT_VERSION,
-            "stethoscope_version": __version__,
-            "python": platform.python_version(),
-            "system": self.config.to_dict(),
-            "sections": [[m, s] for m, s in sorted(self.sections)],
-            "info": self.info,
-        })
+        write_json(
+            directory / "system.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "stethoscope_version": __version__,
+                "python": platform.python_version(),
+                "system": self.config.to_dict(),
+                "sections": [[m, s] for m, s in sorted(self.sections)],
+                "info": self.info,
+            },
+        )
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto") -> "SystemModel":
+    def load(cls, directory: str | Path, device: str = "auto") -> SystemModel:
         directory = Path(directory)
         meta_path = directory / "system.json"
         if not meta_path.exists():
-            raise ModelError(f"{directory}: not a model directory (no system.json); "
-                                    "train one with `stethoscope fit`")
+            raise ModelError(
+                f"{directory}: not a model directory (no system.json); "
+                "train one with `stethoscope fit`"
+            )
         meta = read_json(meta_path)
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelError(f"{directory}: model format {meta['format_version']} is newer than "
-                             f"this stethoscope ({FORMAT_VERSION}); upgrade stethoscope")
+            raise ModelError(
+                f"{directory}: model format {meta['format_version']} is newer than "
+                f"this stethoscope ({FORMAT_VERSION}); upgrade stethoscope"
+            )
         config = SystemConfig.from_dict(meta["system"])
         frontend = FRONTENDS.get(config.frontend.name).load(directory / "frontend", device=device)
         sections: dict[tuple[str, str], SectionModel] = {}

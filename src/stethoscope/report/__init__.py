@@ -3,5 +3,12 @@
 from stethoscope.report.build import build_report, screenshot
 from stethoscope.report.tables import RunResults, load_run, table1_csv, table1_markdown, table1_text
 
-__all__ = ["RunResults", "build_report", "load_run", "screenshot", "table1_csv", "table1_markdown",
-           "table1_text"]
+__all__ = [
+    "RunResults",
+    "build_report",
+    "load_run",
+    "screenshot",
+    "table1_csv",
+    "table1_markdown",
+    "table1_text",
+]

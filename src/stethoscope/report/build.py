@@ -16,8 +16,15 @@ from pathlib import Path
 from stethoscope.report.domain import domain_rows
 from stethoscope.report.html import render_html
 from stethoscope.report.plots import Plot, system_plots
-from stethoscope.report.tables import (RunResults, load_run, prf_csv, table1_csv, table1_markdown,
-                                       table_csv, table_markdown)
+from stethoscope.report.tables import (
+    RunResults,
+    load_run,
+    prf_csv,
+    table1_csv,
+    table1_markdown,
+    table_csv,
+    table_markdown,
+)
 from stethoscope.state_io import atomic_write_bytes, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -53,12 +60,18 @@ def collect_plots(res: RunResults, tsne: bool = False) -> list[Plot]:
         if sdir.is_dir():
             try:
                 plots.extend(system_plots(sdir, tsne=tsne))
-            except (OSError, ValueError, KeyError) as exc:  # a damaged file costs its plots, not the report
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+            ) as exc:  # a damaged file costs its plots, not the report
                 log.warning("%s: plots skipped (%s)", sdir, exc)
     return plots
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, tsne: bool = False) -> Path:
+def build_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, tsne: bool = False
+) -> Path:
     """Tables, plots and the HTML page of a finished run; returns the index.html path."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
@@ -91,8 +104,13 @@ def find_browser() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1400, height: int = 2400,
-               timeout: float = 90.0) -> bool:
+def screenshot(
+    html_path: str | Path,
+    png_path: str | Path,
+    width: int = 1400,
+    height: int = 2400,
+    timeout: float = 90.0,
+) -> bool:
     """Render the page with headless Chromium, for visual checks; False when no browser or it fails."""
     browser = find_browser()
     if browser is None:
@@ -101,12 +119,30 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1400, h
     png_path.parent.mkdir(parents=True, exist_ok=True)
     png_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="stethoscope-chromium-") as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png_path}",
-               f"--window-size={width},{height}", html_path.as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png_path}",
+            f"--window-size={width},{height}",
+            html_path.as_uri(),
+        ]
         try:
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+            subprocess.run(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.warning("screenshot failed: %s", exc)
             return False

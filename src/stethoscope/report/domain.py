@@ -29,8 +29,9 @@ DOMAIN_METRICS = (
 )
 
 
-def pair_auc(clips: ClipScores, mask: np.ndarray, neg: tuple[str, str], pos: tuple[str, str]
-             ) -> float | None:
+def pair_auc(
+    clips: ClipScores, mask: np.ndarray, neg: tuple[str, str], pos: tuple[str, str]
+) -> float | None:
     """AUC of ``pos`` clips over ``neg`` clips within ``mask``; None when either group is empty."""
     n = mask & (clips.domain == neg[0]) & (clips.label == neg[1])
     p = mask & (clips.domain == pos[0]) & (clips.label == pos[1])
@@ -46,11 +47,15 @@ def domain_rows(run: str | Path | RunResults) -> Table:
     scores = {s: read_clip_scores(res.run_dir / s / "clip_scores.csv") for s in res.systems}
     rows: list[TableRow] = []
     for machine, section in res.sections():
-        masks = {s: (c.machine == machine) & (c.section == section)
-                 for s, c in scores.items() if c is not None}
+        masks = {
+            s: (c.machine == machine) & (c.section == section)
+            for s, c in scores.items()
+            if c is not None
+        }
         for label, neg, pos in DOMAIN_METRICS:
-            values = [pair_auc(scores[s], masks[s], neg, pos) if s in masks else None
-                      for s in res.systems]
+            values = [
+                pair_auc(scores[s], masks[s], neg, pos) if s in masks else None for s in res.systems
+            ]
             rows.append(TableRow(res.row_label(machine, section), label, values))
     if all(v is None for r in rows for v in r.values):
         rows = []

@@ -7,9 +7,9 @@ thing; that is why nothing is fetched from anywhere.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
-from typing import Sequence
 
 from stethoscope.report.domain import domain_rows
 from stethoscope.report.plots import Plot
@@ -95,27 +95,46 @@ def table_html(table: Table) -> str:
 
 
 def scores_html(res: RunResults) -> str:
-    rows = "".join(f'<tr><td>{escape(s)}</td><td class="num">{escape(pct(res.official(s)))}</td></tr>'
-                   for s in res.systems)
-    return f'<table class="scores"><thead><tr><th>system</th><th>official score (%)</th></tr></thead>' \
-           f"<tbody>{rows}</tbody></table>"
+    rows = "".join(
+        f'<tr><td>{escape(s)}</td><td class="num">{escape(pct(res.official(s)))}</td></tr>'
+        for s in res.systems
+    )
+    return (
+        f'<table class="scores"><thead><tr><th>system</th><th>official score (%)</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
-def render_html(res: RunResults, plots: Sequence[Plot], descriptions: dict[str, str] | None = None,
-                title: str = "Stethoscope report", domain: Table | None = None) -> str:
+def render_html(
+    res: RunResults,
+    plots: Sequence[Plot],
+    descriptions: dict[str, str] | None = None,
+    title: str = "Stethoscope report",
+    domain: Table | None = None,
+) -> str:
     """The whole page; ``descriptions`` (system -> one line) come from each model's system.json."""
     descriptions = descriptions or {}
     t1, prf = table1_rows(res), prf_rows(res)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="meta">Run folder: {escape(str(Path(res.run_dir).resolve()))}</p>',
-        "<h2>Official score</h2>", scores_html(res),
-        '<div class="tables"><div>', "<h2>Table 1: AUC-s / AUC-t / pAUC (%)</h2>", table_html(t1), "</div>",
+        "<h2>Official score</h2>",
+        scores_html(res),
+        '<div class="tables"><div>',
+        "<h2>Table 1: AUC-s / AUC-t / pAUC (%)</h2>",
+        table_html(t1),
+        "</div>",
     ]
     if prf.rows:
-        parts += ["<div>", "<h2>Precision / recall / F1 per domain (%)</h2>", table_html(prf), "</div>"]
+        parts += [
+            "<div>",
+            "<h2>Precision / recall / F1 per domain (%)</h2>",
+            table_html(prf),
+            "</div>",
+        ]
     domain = domain if domain is not None else domain_rows(res)  # the caller may have it already
     if domain.rows:
         parts += ["<div>", "<h2>Domain offset of the scores (%)</h2>", table_html(domain), "</div>"]
@@ -126,14 +145,18 @@ def render_html(res: RunResults, plots: Sequence[Plot], descriptions: dict[str, 
         by_system.setdefault(p.system, []).append(p)
     if by_system:
         parts.append("<h2>Plots per system</h2>")
-    for system in [s for s in res.systems if s in by_system] + sorted(set(by_system) - set(res.systems)):
+    for system in [s for s in res.systems if s in by_system] + sorted(
+        set(by_system) - set(res.systems)
+    ):
         parts.append(f'<h3 id="{escape(system)}">{escape(system)}</h3>')
         if descriptions.get(system):
             parts.append(f'<p class="sysdesc">{escape(descriptions[system])}</p>')
         parts.append('<div class="figs">')
         for p in by_system[system]:
-            parts.append(f'<figure><img src="{data_uri(p.png)}" alt="{escape(p.file_name)}">'
-                         f"<figcaption>{escape(p.caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{data_uri(p.png)}" alt="{escape(p.file_name)}">'
+                f"<figcaption>{escape(p.caption)}</figcaption></figure>"
+            )
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

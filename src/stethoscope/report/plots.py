@@ -53,10 +53,15 @@ class ClipScores:
 
     def groups(self) -> list[tuple[str, np.ndarray]]:
         """(panel title, row mask) per machine and section; the section only when a machine has several."""
-        keys = sorted(set(zip(self.machine.tolist(), self.section.tolist())), key=lambda k: (k[0].lower(), k[1]))
+        keys = sorted(
+            set(zip(self.machine.tolist(), self.section.tolist())),
+            key=lambda k: (k[0].lower(), k[1]),
+        )
         per_machine = {m: sum(1 for k in keys if k[0] == m) for m, _ in keys}
-        return [(m if per_machine[m] == 1 else f"{m} {s}", (self.machine == m) & (self.section == s))
-                for m, s in keys]
+        return [
+            (m if per_machine[m] == 1 else f"{m} {s}", (self.machine == m) & (self.section == s))
+            for m, s in keys
+        ]
 
 
 def read_clip_scores(path: str | Path) -> ClipScores | None:
@@ -75,8 +80,9 @@ def read_clip_scores(path: str | Path) -> ClipScores | None:
     def num(name: str) -> np.ndarray:
         return np.array([float(v) if v else math.nan for v in col(name)], dtype=np.float64)
 
-    return ClipScores(col("machine"), col("section"), col("domain"), col("label"), num("score"),
-                      num("threshold"))
+    return ClipScores(
+        col("machine"), col("section"), col("domain"), col("label"), num("score"), num("threshold")
+    )
 
 
 def _grid(n: int, title: str) -> tuple[Figure, list]:
@@ -94,8 +100,15 @@ def _grid(n: int, title: str) -> tuple[Figure, list]:
 def _legend(fig: Figure, handles: list) -> None:
     """A shared legend below the panels, wrapped so it never runs past a narrow figure."""
     ncols = max(1, min(len(handles), int(fig.get_figwidth() / 1.15)))
-    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize=7.5, frameon=False,
-               handlelength=1.5, columnspacing=1.0)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=7.5,
+        frameon=False,
+        handlelength=1.5,
+        columnspacing=1.0,
+    )
 
 
 def _png(fig: Figure) -> bytes:
@@ -111,7 +124,9 @@ def roc_png(clips: ClipScores, system: str) -> bytes | None:
     groups = clips.groups()
     if not (clips.label == "anomaly").any() or not (clips.label == "normal").any():
         return None
-    fig, axes = _grid(len(groups), f"{system}: ROC per domain (normals of the domain vs all anomalies)")
+    fig, axes = _grid(
+        len(groups), f"{system}: ROC per domain (normals of the domain vs all anomalies)"
+    )
     for ax, (title, mask) in zip(axes, groups):
         anomalies = mask & (clips.label == "anomaly")
         drawn = False
@@ -123,7 +138,13 @@ def roc_png(clips: ClipScores, system: str) -> bytes | None:
             y, s = anomalies[pick].astype(int), clips.score[pick]
             fpr, tpr, _ = roc_curve(y, s)
             auc = roc_auc_score(y, s)
-            ax.plot(fpr, tpr, color=DOMAIN_COLOURS[domain], lw=1.5, label=f"{domain} AUC {100 * auc:.1f}")
+            ax.plot(
+                fpr,
+                tpr,
+                color=DOMAIN_COLOURS[domain],
+                lw=1.5,
+                label=f"{domain} AUC {100 * auc:.1f}",
+            )
             drawn = True
         ax.axvspan(0.0, 0.1, color="0.92", zorder=0)
         ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1)
@@ -141,7 +162,9 @@ def scores_png(clips: ClipScores, system: str) -> bytes | None:
     groups = clips.groups()
     if not groups:
         return None
-    fig, axes = _grid(len(groups), f"{system}: anomaly scores by domain and label, with the threshold")
+    fig, axes = _grid(
+        len(groups), f"{system}: anomaly scores by domain and label, with the threshold"
+    )
     for ax, (title, mask) in zip(axes, groups):
         scores = clips.score[mask]
         thresholds = np.unique(clips.threshold[mask][np.isfinite(clips.threshold[mask])])
@@ -153,21 +176,37 @@ def scores_png(clips: ClipScores, system: str) -> bytes | None:
         edges = np.histogram_bin_edges(span, bins=int(np.clip(2 * np.sqrt(span.size), 10, 40)))
         for domain in ("source", "target", ""):
             for label in ("normal", "anomaly", ""):
-                pick = mask & (clips.domain == domain) & (clips.label == label) & np.isfinite(clips.score)
+                pick = (
+                    mask
+                    & (clips.domain == domain)
+                    & (clips.label == label)
+                    & np.isfinite(clips.score)
+                )
                 if not pick.any():
                     continue
-                style = (dict(histtype="stepfilled", alpha=0.35) if label != "anomaly"
-                         else dict(histtype="step", lw=1.6))
-                ax.hist(clips.score[pick], bins=edges, density=True, color=DOMAIN_COLOURS[domain], **style)
+                style = (
+                    dict(histtype="stepfilled", alpha=0.35)
+                    if label != "anomaly"
+                    else dict(histtype="step", lw=1.6)
+                )
+                ax.hist(
+                    clips.score[pick],
+                    bins=edges,
+                    density=True,
+                    color=DOMAIN_COLOURS[domain],
+                    **style,
+                )
         for t in thresholds:
             ax.axvline(t, color="crimson", ls="--", lw=1.3)
         ax.set(title=title, xlabel="anomaly score")
         ax.set_ylabel("density")
-    handles = [Patch(color=DOMAIN_COLOURS["source"], alpha=0.35, label="source normal"),
-               Line2D([], [], color=DOMAIN_COLOURS["source"], lw=1.6, label="source anomaly"),
-               Patch(color=DOMAIN_COLOURS["target"], alpha=0.35, label="target normal"),
-               Line2D([], [], color=DOMAIN_COLOURS["target"], lw=1.6, label="target anomaly"),
-               Line2D([], [], color="crimson", ls="--", lw=1.3, label="threshold")]
+    handles = [
+        Patch(color=DOMAIN_COLOURS["source"], alpha=0.35, label="source normal"),
+        Line2D([], [], color=DOMAIN_COLOURS["source"], lw=1.6, label="source anomaly"),
+        Patch(color=DOMAIN_COLOURS["target"], alpha=0.35, label="target normal"),
+        Line2D([], [], color=DOMAIN_COLOURS["target"], lw=1.6, label="target anomaly"),
+        Line2D([], [], color="crimson", ls="--", lw=1.3, label="threshold"),
+    ]
     _legend(fig, handles)
     return _png(fig)
 
@@ -184,8 +223,9 @@ def project_2d(x: np.ndarray, tsne: bool = False, seed: int = 0) -> np.ndarray:
         perplexity = float(min(30.0, (x.shape[0] - 1) / 3))
         # one thread: OpenMP oversubscription on a busy machine makes small t-SNE runs 40x slower
         with threadpool_limits(1):
-            return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                        n_jobs=1).fit_transform(x)
+            return TSNE(
+                n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1
+            ).fit_transform(x)
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, random_state=seed).fit_transform(x)
@@ -214,15 +254,21 @@ def embeddings_png(npz_path: str | Path, system: str, tsne: bool = False) -> byt
                 pick = (domain[mask] == dom) & (label[mask] == lab)
                 if not pick.any():
                     continue
-                kw = dict(s=12, alpha=0.55, edgecolors="none") if marker == "o" else dict(s=18, lw=1.0)
+                kw = (
+                    dict(s=12, alpha=0.55, edgecolors="none")
+                    if marker == "o"
+                    else dict(s=18, lw=1.0)
+                )
                 ax.scatter(xy[pick, 0], xy[pick, 1], marker=marker, color=DOMAIN_COLOURS[dom], **kw)
         ax.set_title(m)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [Line2D([], [], ls="", marker="o", color=DOMAIN_COLOURS["source"], label="source normal"),
-               Line2D([], [], ls="", marker="x", color=DOMAIN_COLOURS["source"], label="source anomaly"),
-               Line2D([], [], ls="", marker="o", color=DOMAIN_COLOURS["target"], label="target normal"),
-               Line2D([], [], ls="", marker="x", color=DOMAIN_COLOURS["target"], label="target anomaly")]
+    handles = [
+        Line2D([], [], ls="", marker="o", color=DOMAIN_COLOURS["source"], label="source normal"),
+        Line2D([], [], ls="", marker="x", color=DOMAIN_COLOURS["source"], label="source anomaly"),
+        Line2D([], [], ls="", marker="o", color=DOMAIN_COLOURS["target"], label="target normal"),
+        Line2D([], [], ls="", marker="x", color=DOMAIN_COLOURS["target"], label="target anomaly"),
+    ]
     _legend(fig, handles)
     return _png(fig)
 
@@ -236,15 +282,36 @@ def system_plots(system_dir: str | Path, tsne: bool = False) -> list[Plot]:
     if clips is not None:
         png = roc_png(clips, name)
         if png:
-            plots.append(Plot(name, "roc", f"{name}: ROC curves per machine; source and target normals "
-                              "each against all anomalies. Grey band: FPR ≤ 0.1 (the pAUC range).", png))
+            plots.append(
+                Plot(
+                    name,
+                    "roc",
+                    f"{name}: ROC curves per machine; source and target normals "
+                    "each against all anomalies. Grey band: FPR ≤ 0.1 (the pAUC range).",
+                    png,
+                )
+            )
         png = scores_png(clips, name)
         if png:
-            plots.append(Plot(name, "scores", f"{name}: anomaly-score distributions per machine (density); "
-                              "dashed red line: decision threshold.", png))
+            plots.append(
+                Plot(
+                    name,
+                    "scores",
+                    f"{name}: anomaly-score distributions per machine (density); "
+                    "dashed red line: decision threshold.",
+                    png,
+                )
+            )
     png = embeddings_png(system_dir / "embeddings.npz", name, tsne=tsne)
     if png:
         method = "t-SNE" if tsne else "PCA"
-        plots.append(Plot(name, "embeddings", f"{name}: test-clip embeddings in 2-D ({method}, fitted per "
-                          "machine); colour = domain, o = normal, x = anomaly.", png))
+        plots.append(
+            Plot(
+                name,
+                "embeddings",
+                f"{name}: test-clip embeddings in 2-D ({method}, fitted per "
+                "machine); colour = domain, o = normal, x = anomaly.",
+                png,
+            )
+        )
     return plots

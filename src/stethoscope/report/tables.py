@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from stethoscope.evaluation.metrics import floored_hmean
 from stethoscope.state_io import read_json
@@ -19,9 +19,12 @@ from stethoscope.state_io import read_json
 #: Table 1 metrics: (column label, evaluation.json key).
 TABLE1_METRICS = (("AUC-s", "auc_source"), ("AUC-t", "auc_target"), ("pAUC", "pauc"))
 PRF_METRICS = (
-    ("P-s", "precision_source"), ("P-t", "precision_target"),
-    ("R-s", "recall_source"), ("R-t", "recall_target"),
-    ("F1-s", "f1_source"), ("F1-t", "f1_target"),
+    ("P-s", "precision_source"),
+    ("P-t", "precision_target"),
+    ("R-s", "recall_source"),
+    ("R-t", "recall_target"),
+    ("F1-s", "f1_source"),
+    ("F1-t", "f1_target"),
 )
 MISSING = "–"
 
@@ -110,10 +113,14 @@ def table1_rows(run: str | Path | RunResults) -> Table:
     res = as_results(run)
     rows = _metric_rows(res, TABLE1_METRICS)
     for label, key in TABLE1_METRICS:
-        values = [floored_hmean(res.metric(s, m, sec, key) for m, sec in res.sections())
-                  for s in res.systems]
+        values = [
+            floored_hmean(res.metric(s, m, sec, key) for m, sec in res.sections())
+            for s in res.systems
+        ]
         rows.append(TableRow("harmonic mean", label, values, "hmean"))
-    rows.append(TableRow("official score", "all", [res.official(s) for s in res.systems], "official"))
+    rows.append(
+        TableRow("official score", "all", [res.official(s) for s in res.systems], "official")
+    )
     return Table(res.systems, rows, bold_best=True)
 
 
@@ -124,8 +131,11 @@ def prf_rows(run: str | Path | RunResults) -> Table:
 
 
 def _metric_rows(res: RunResults, metrics: tuple[tuple[str, str], ...]) -> list[TableRow]:
-    return [TableRow(res.row_label(m, sec), label, [res.metric(s, m, sec, key) for s in res.systems])
-            for m, sec in res.sections() for label, key in metrics]
+    return [
+        TableRow(res.row_label(m, sec), label, [res.metric(s, m, sec, key) for s in res.systems])
+        for m, sec in res.sections()
+        for label, key in metrics
+    ]
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -148,7 +158,10 @@ def best_mask(values: list[float | None]) -> list[bool]:
 
 def table_markdown(table: Table) -> str:
     header = ["machine", "metric", *table.systems]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 2 + ["---:"] * len(table.systems)) + " |"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(["---"] * 2 + ["---:"] * len(table.systems)) + " |",
+    ]
     for row in table.rows:
         bold = best_mask(row.values) if table.bold_best else [False] * len(row.values)
         cells = [f"**{pct(v)}**" if b else pct(v) for v, b in zip(row.values, bold)]
@@ -162,7 +175,9 @@ def table_csv(table: Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["machine", "metric", *table.systems])
     for row in table.rows:
-        w.writerow([row.group, row.metric, *("" if v is None else f"{100 * v:.1f}" for v in row.values)])
+        w.writerow(
+            [row.group, row.metric, *("" if v is None else f"{100 * v:.1f}" for v in row.values)]
+        )
     return buf.getvalue()
 
 
@@ -191,19 +206,29 @@ def table1_text(run: str | Path | RunResults) -> str:
         return f"{res.run_dir}: no evaluated systems"
     body: list[list[str]] = []
     for m, sec in res.sections():
-        body.append([res.row_label(m, sec)] + [
-            " / ".join(pct(res.metric(s, m, sec, key)) for _, key in TABLE1_METRICS) for s in res.systems])
+        body.append(
+            [res.row_label(m, sec)]
+            + [
+                " / ".join(pct(res.metric(s, m, sec, key)) for _, key in TABLE1_METRICS)
+                for s in res.systems
+            ]
+        )
     hmeans = {r.metric: r.values for r in table1_rows(res).rows if r.kind == "hmean"}
     footer = [
-        ["harmonic mean"] + [" / ".join(pct(hmeans[label][i]) for label, _ in TABLE1_METRICS)
-                             for i in range(len(res.systems))],
+        ["harmonic mean"]
+        + [
+            " / ".join(pct(hmeans[label][i]) for label, _ in TABLE1_METRICS)
+            for i in range(len(res.systems))
+        ],
         ["official score"] + [pct(res.official(s)) for s in res.systems],
     ]
     header = ["machine"] + res.systems
     widths = [max(len(r[i]) for r in [header, *body, *footer]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
 
     rule = "-" * len(line(header))
     out = ["AUC-s / AUC-t / pAUC (%)", line(header), rule, *map(line, body)]

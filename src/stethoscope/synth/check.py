@@ -21,13 +21,15 @@ def mean_logmel(y: np.ndarray, sr: int = SAMPLE_RATE, n_mels: int = 64) -> np.nd
     """Time-averaged log-mel spectrum of a clip (the detector's only feature)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=1024, hop_length=512, n_mels=n_mels,
-                                         power=2.0)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=1024, hop_length=512, n_mels=n_mels, power=2.0
+    )
     return np.log10(mel + 1e-10).mean(axis=1)
 
 
-def detector_scores(train: dict[str, np.ndarray], test: np.ndarray, test_domains: list[str],
-                    mode: str = "domain") -> np.ndarray:
+def detector_scores(
+    train: dict[str, np.ndarray], test: np.ndarray, test_domains: list[str], mode: str = "domain"
+) -> np.ndarray:
     """Scores for test features; ``train`` maps domain -> (clips, bins) features.
 
     ``mode="domain"``: mean of the clip's own domain, spread of all training clips;
@@ -54,13 +56,15 @@ def metrics(scores: np.ndarray, labels: np.ndarray, domains: list[str]) -> dict[
     out["pauc"] = float(roc_auc_score(labels, scores, max_fpr=0.1))
     # not an official metric: faults against normals of their own domain only, which is what
     # separates "faults are audible" from "target clips are merely unusual"
-    out["auc_within"] = float(np.mean([roc_auc_score(labels[dom == d], scores[dom == d])
-                                       for d in ("source", "target")]))
+    out["auc_within"] = float(
+        np.mean([roc_auc_score(labels[dom == d], scores[dom == d]) for d in ("source", "target")])
+    )
     return out
 
 
-def evaluate_dataset(root: str | Path, machines: list[str] | None = None,
-                     modes: tuple[str, ...] = ("domain", "all")) -> dict[str, dict[str, dict]]:
+def evaluate_dataset(
+    root: str | Path, machines: list[str] | None = None, modes: tuple[str, ...] = ("domain", "all")
+) -> dict[str, dict[str, dict]]:
     """Run the simple detector on every machine of a dataset root: mode -> machine -> metrics."""
     cat = Catalog.scan(root, machines=machines)
     results: dict[str, dict[str, dict]] = {mode: {} for mode in modes}
@@ -74,13 +78,20 @@ def evaluate_dataset(root: str | Path, machines: list[str] | None = None,
         domains = [c.domain for c in tests]
         stacked = {d: np.stack(v) for d, v in train.items()}
         for mode in modes:
-            results[mode][m] = metrics(detector_scores(stacked, feats, domains, mode), labels,
-                                       domains)
+            results[mode][m] = metrics(
+                detector_scores(stacked, feats, domains, mode), labels, domains
+            )
     return results
 
 
-def quick_check(machines: list[str], seed: int = 0, duration: float = 10.0, n_train: int = 60,
-                n_test: int = 30, mode: str = "domain") -> dict[str, dict[str, float]]:
+def quick_check(
+    machines: list[str],
+    seed: int = 0,
+    duration: float = 10.0,
+    n_train: int = 60,
+    n_test: int = 30,
+    mode: str = "domain",
+) -> dict[str, dict[str, float]]:
     """The simple detector on clips synthesised in memory (no files): machine -> metrics.
 
     Uses the clips a full-scale dataset would hold (the first ``n_train`` source training clips,
@@ -90,8 +101,12 @@ def quick_check(machines: list[str], seed: int = 0, duration: float = 10.0, n_tr
     from stethoscope.synth.generator import plan_machine, synthesise
     from stethoscope.synth.machines import MACHINES
 
-    limits = {("train", "source"): n_train, ("train", "target"): n_test, ("test", "source"): n_test,
-              ("test", "target"): n_test}
+    limits = {
+        ("train", "source"): n_train,
+        ("train", "target"): n_test,
+        ("test", "source"): n_test,
+        ("test", "target"): n_test,
+    }
     results = {}
     for m in machines:
         jobs, seen = [], {}
@@ -108,8 +123,12 @@ def quick_check(machines: list[str], seed: int = 0, duration: float = 10.0, n_tr
         test = [(j, f) for j, f in zip(jobs, feats) if j.split == "test"]
         labels = np.array([j.label == "anomaly" for j, _ in test], dtype=int)
         domains = [j.domain for j, _ in test]
-        scores = detector_scores({d: np.stack(v) for d, v in train.items()},
-                                 np.stack([f for _, f in test]), domains, mode)
+        scores = detector_scores(
+            {d: np.stack(v) for d, v in train.items()},
+            np.stack([f for _, f in test]),
+            domains,
+            mode,
+        )
         results[m] = metrics(scores, labels, domains)
     return results
 
@@ -119,8 +138,10 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     lines = [f"{'machine':<10} {'AUC-s':>6} {'AUC-t':>6} {'pAUC':>6} {'within':>6}"]
     for m, r in results.items():
         lines.append(f"{m:<10} " + " ".join(f"{r[k]:6.3f}" for k in keys))
-    lines.append(f"{'mean':<10} " + " ".join(
-        f"{np.mean([r[k] for r in results.values()]):6.3f}" for k in keys))
+    lines.append(
+        f"{'mean':<10} "
+        + " ".join(f"{np.mean([r[k] for r in results.values()]):6.3f}" for k in keys)
+    )
     return "\n".join(lines)
 
 

@@ -14,9 +14,9 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -25,23 +25,32 @@ from stethoscope.audio import write_wav
 from stethoscope.data.naming import dev_name
 from stethoscope.errors import ConfigError, StethoscopeError
 from stethoscope.progress import Progress
-from stethoscope.synth import anomalies, sources as S
+from stethoscope.synth import anomalies
+from stethoscope.synth import sources as S
 from stethoscope.synth.background import background
 from stethoscope.synth.machines import DEFAULT_MACHINES, MACHINES, MachineType
 from stethoscope.synth.scene import render
-
 
 #: Clip counts per machine at scale 1.0 (the DCASE2025 development set) and the floors at any scale.
 FULL_COUNTS = {"train_source": 990, "train_target": 10, "test": 50, "supplemental": 100}
 MIN_COUNTS = {"train_source": 10, "train_target": 2, "test": 3, "supplemental": 2}
 TARGET_SNR_DB = (-6.0, -3.0)  # the target site is noisier: shifts of the low and high SNR ends
-_CODES = {"train": 1, "test": 2, "supplemental": 3, "source": 1, "target": 2,
-          "normal": 1, "anomaly": 2, "clean": 3, "noise": 4}
-
+_CODES = {
+    "train": 1,
+    "test": 2,
+    "supplemental": 3,
+    "source": 1,
+    "target": 2,
+    "normal": 1,
+    "anomaly": 2,
+    "clean": 3,
+    "noise": 4,
+}
 
 
 class DatasetExists(StethoscopeError, FileExistsError):
     """The output folder already holds a dataset and overwriting was not allowed."""
+
 
 @dataclass
 class ClipJob:
@@ -72,7 +81,9 @@ def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str
     ``target_train`` fixes the number of target-domain training clips whatever the scale (the
     first-shot setting of DCASE has 10 of them, and a small demo should keep that)."""
     if not 0 < scale <= 10:
-        raise ConfigError(f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}")
+        raise ConfigError(
+            f"scale must be in (0, 10] (file names hold 4-digit indices), got {scale}"
+        )
     counts = {k: max(MIN_COUNTS[k], int(round(v * scale))) for k, v in FULL_COUNTS.items()}
     if target_train is not None:
         if not 1 <= target_train <= 9999:
@@ -81,15 +92,29 @@ def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str
     return counts
 
 
-def _rng(seed: int, machine: str, split: str, domain: str, label: str, index: int,
-         stream: int) -> np.random.Generator:
-    key = (zlib.crc32(machine.encode()), _CODES[split], _CODES[domain], _CODES[label], index,
-           stream)
+def _rng(
+    seed: int, machine: str, split: str, domain: str, label: str, index: int, stream: int
+) -> np.random.Generator:
+    key = (
+        zlib.crc32(machine.encode()),
+        _CODES[split],
+        _CODES[domain],
+        _CODES[label],
+        index,
+        stream,
+    )
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def plan_machine(out: Path, mt: MachineType, seed: int, scale: float, duration: float,
-                 sr: int = SAMPLE_RATE, target_train: int | None = None) -> list[ClipJob]:
+def plan_machine(
+    out: Path,
+    mt: MachineType,
+    seed: int,
+    scale: float,
+    duration: float,
+    sr: int = SAMPLE_RATE,
+    target_train: int | None = None,
+) -> list[ClipJob]:
     """All clips of one machine type, with attributes, faults and SNRs drawn."""
     counts = clip_counts(scale, target_train)
     n = int(round(duration * sr))
@@ -98,17 +123,31 @@ def plan_machine(out: Path, mt: MachineType, seed: int, scale: float, duration: 
         ("train", "source", "normal", counts["train_source"]),
         ("train", "target", "normal", counts["train_target"]),
     ]
-    cells += [("test", d, lab, counts["test"]) for d in ("source", "target")
-              for lab in ("normal", "anomaly")]
+    cells += [
+        ("test", d, lab, counts["test"])
+        for d in ("source", "target")
+        for lab in ("normal", "anomaly")
+    ]
     n_clean = (counts["supplemental"] + 1) // 2
-    cells += [("supplemental", "source", "clean", n_clean),
-              ("supplemental", "source", "noise", counts["supplemental"] - n_clean)]
+    cells += [
+        ("supplemental", "source", "clean", n_clean),
+        ("supplemental", "source", "noise", counts["supplemental"] - n_clean),
+    ]
     jobs = []
     for split, domain, label, count in cells:
         for i in range(count):
             rng = _rng(seed, mt.name, split, domain, label, i, 0)
-            job = ClipJob(path=root, machine=mt.name, split=split, domain=domain, label=label,
-                          index=i, seed=seed, n=n, attrs=mt.sample_attributes(rng, domain))
+            job = ClipJob(
+                path=root,
+                machine=mt.name,
+                split=split,
+                domain=domain,
+                label=label,
+                index=i,
+                seed=seed,
+                n=n,
+                attrs=mt.sample_attributes(rng, domain),
+            )
             lo, hi = mt.snr_db
             if domain == "target":
                 lo, hi = lo + TARGET_SNR_DB[0], hi + TARGET_SNR_DB[1]
@@ -136,8 +175,9 @@ def synthesise(job: ClipJob, sr: int = SAMPLE_RATE) -> np.ndarray:
     else:
         recipe = mt.build(job.attrs, rng)
         if job.anomaly:
-            recipe = anomalies.apply(job.anomaly, recipe, rng, job.severity,
-                                     mt.anomalies[job.anomaly])
+            recipe = anomalies.apply(
+                job.anomaly, recipe, rng, job.severity, mt.anomalies[job.anomaly]
+            )
         sound = render(recipe, job.n, sr, rng)
         sound = sound.scaled(1.0 / np.sqrt(sound.power()))
         if job.label != "clean":
@@ -184,13 +224,34 @@ def _write_manifest(out: Path, jobs: list[ClipJob]) -> None:
             kept = [r for r in list(csv.reader(fh))[1:] if len(r) > 1 and r[1] not in fresh]
     with path.open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["file_name", "machine", "split", "domain", "label", "anomaly", "severity",
-                    "snr_db", "true_attributes"])
+        w.writerow(
+            [
+                "file_name",
+                "machine",
+                "split",
+                "domain",
+                "label",
+                "anomaly",
+                "severity",
+                "snr_db",
+                "true_attributes",
+            ]
+        )
         w.writerows(kept)
         for j in jobs:
-            w.writerow([j.relative, j.machine, j.split, j.domain, j.label, j.anomaly,
-                        f"{j.severity:.3f}", f"{j.snr_db:.2f}" if j.split != "supplemental" else "",
-                        "_".join(f"{k}_{v}" for k, v in j.attrs.items())])
+            w.writerow(
+                [
+                    j.relative,
+                    j.machine,
+                    j.split,
+                    j.domain,
+                    j.label,
+                    j.anomaly,
+                    f"{j.severity:.3f}",
+                    f"{j.snr_db:.2f}" if j.split != "supplemental" else "",
+                    "_".join(f"{k}_{v}" for k, v in j.attrs.items()),
+                ]
+            )
 
 
 def _prepare(out: Path, names: list[str], overwrite: bool) -> None:
@@ -199,7 +260,8 @@ def _prepare(out: Path, names: list[str], overwrite: bool) -> None:
             raise DatasetExists(
                 f"{out}: already holds a dev_data folder; choose an empty folder or allow "
                 "overwriting (overwrite=True, or --overwrite on the command line), which replaces "
-                "the folders of the machine types being generated")
+                "the folders of the machine types being generated"
+            )
         for name in names:
             shutil.rmtree(out / "dev_data" / "raw" / name, ignore_errors=True)
 
@@ -211,10 +273,17 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
-def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
-                     duration: float = 10.0, machines: Iterable[str] | None = None,
-                     workers: int | None = None, progress: Progress | None = None,
-                     overwrite: bool = False, target_train: int | None = None) -> dict:
+def generate_dataset(
+    out_dir: str | Path,
+    seed: int = 0,
+    scale: float = 1.0,
+    duration: float = 10.0,
+    machines: Iterable[str] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+    target_train: int | None = None,
+) -> dict:
     """Write a synthetic DCASE2025-layout development set; returns a summary.
 
     ``scale`` shrinks the clip counts (floors keep every metric defined); ``workers`` processes
@@ -267,13 +336,29 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, scale: float = 1.0,
         mj = [j for j in jobs if j.machine == name]
         cnt: dict[str, int] = {}
         for j in mj:
-            key = f"{j.split}_{j.domain}_{j.label}" if j.split != "supplemental" else \
-                f"supplemental_{j.label}"
+            key = (
+                f"{j.split}_{j.domain}_{j.label}"
+                if j.split != "supplemental"
+                else f"supplemental_{j.label}"
+            )
             cnt[key] = cnt.get(key, 0) + 1
-        per_machine[name] = {"clips": len(mj), "counts": cnt, "hidden_attributes":
-                             MACHINES[name].hidden, "anomalies": list(MACHINES[name].anomalies)}
-    return {"root": str(out), "dev_root": str(out / "dev_data"), "manifest": str(out / MANIFEST),
-            "seed": seed, "scale": scale,
-            "duration": duration, "sample_rate": SAMPLE_RATE, "clips": total, "n_clips": total,
-            "machines": per_machine, "workers": workers,
-            "seconds": round(time.perf_counter() - t0, 2)}
+        per_machine[name] = {
+            "clips": len(mj),
+            "counts": cnt,
+            "hidden_attributes": MACHINES[name].hidden,
+            "anomalies": list(MACHINES[name].anomalies),
+        }
+    return {
+        "root": str(out),
+        "dev_root": str(out / "dev_data"),
+        "manifest": str(out / MANIFEST),
+        "seed": seed,
+        "scale": scale,
+        "duration": duration,
+        "sample_rate": SAMPLE_RATE,
+        "clips": total,
+        "n_clips": total,
+        "machines": per_machine,
+        "workers": workers,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

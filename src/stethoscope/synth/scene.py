@@ -137,11 +137,11 @@ class Sound:
         extra = 0.0 if self.noise_power is None else float(self.noise_power.sum(dtype=np.float64))
         return S.rms(self.wave) ** 2 + extra
 
-    def scaled(self, k: float) -> "Sound":
+    def scaled(self, k: float) -> Sound:
         p = None if self.noise_power is None else self.noise_power * np.float32(k * k)
         return Sound(self.wave * np.float32(k), p)
 
-    def __add__(self, other: "Sound") -> "Sound":
+    def __add__(self, other: Sound) -> Sound:
         if self.noise_power is None or other.noise_power is None:
             p = self.noise_power if other.noise_power is None else other.noise_power
         else:
@@ -159,8 +159,9 @@ def render(recipe: Recipe, n: int, sr: int, rng: np.random.Generator) -> Sound:
     ctx = _Ctx(n=n, sr=sr, rng=rng)
     if recipe.duty is not None:
         d = recipe.duty
-        ctx.env, ctx.on_idx, ctx.off_idx = S.duty_cycle(rng, n, sr, d.on_s, d.off_s, d.jitter,
-                                                        d.ramp_s)
+        ctx.env, ctx.on_idx, ctx.off_idx = S.duty_cycle(
+            rng, n, sr, d.on_s, d.off_s, d.jitter, d.ramp_s
+        )
     for name, rot in recipe.rotors.items():
         f0 = rot.f0 * ctx.env if (rot.follow_duty and ctx.env is not None) else rot.f0
         ctx.phases[name] = S.shaft_phase(rng, n, sr, f0, rot.jitter, rot.wobble_hz)

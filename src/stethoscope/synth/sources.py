@@ -32,9 +32,14 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- noise
-def spectral_gain(freqs: np.ndarray, tilt_db_oct: float = 0.0,
-                  peaks: tuple[tuple[float, float, float], ...] = (),
-                  hp: float = 20.0, lp: float | None = None, ref: float = 1000.0) -> np.ndarray:
+def spectral_gain(
+    freqs: np.ndarray,
+    tilt_db_oct: float = 0.0,
+    peaks: tuple[tuple[float, float, float], ...] = (),
+    hp: float = 20.0,
+    lp: float | None = None,
+    ref: float = 1000.0,
+) -> np.ndarray:
     """Amplitude response: an octave tilt, resonant bumps (centre, Q, dB), soft high/low-pass.
 
     Real machine and factory noise is coloured, and the colour is what separates domains, so noise
@@ -52,9 +57,15 @@ def spectral_gain(freqs: np.ndarray, tilt_db_oct: float = 0.0,
     return g
 
 
-def noise_shape(n: int, sr: int, tilt_db_oct: float = 0.0,
-                peaks: tuple[tuple[float, float, float], ...] = (), hp: float = 20.0,
-                lp: float | None = None, grid: int = 2048) -> np.ndarray:
+def noise_shape(
+    n: int,
+    sr: int,
+    tilt_db_oct: float = 0.0,
+    peaks: tuple[tuple[float, float, float], ...] = (),
+    hp: float = 20.0,
+    lp: float | None = None,
+    grid: int = 2048,
+) -> np.ndarray:
     """Power shape over the ``n // 2 + 1`` FFT bins, summing to 1 (unit variance).
 
     Evaluated on a coarse grid and interpolated: the responses are smooth, and the full-resolution
@@ -81,8 +92,9 @@ def noise_from_power(rng: np.random.Generator, n: int, power: np.ndarray) -> np.
     return np.fft.irfft(spec, n).astype(np.float32, copy=False)
 
 
-def add_lines(power: np.ndarray, n: int, sr: int, freq: float, orders: dict[float, float],
-              amplitude: float) -> None:
+def add_lines(
+    power: np.ndarray, n: int, sr: int, freq: float, orders: dict[float, float], amplitude: float
+) -> None:
     """Add a fixed-frequency harmonic tone (hum) to a power spectrum, as exact bin-centred lines."""
     for order, amp in orders.items():
         k = int(round(freq * order * n / sr))
@@ -120,15 +132,22 @@ def slow_random(rng: np.random.Generator, n: int, sr: int, rate_hz: float) -> np
     return upsample(vals[i] * (1.0 - w) + vals[i + 1] * w, n)
 
 
-def shaft_phase(rng: np.random.Generator, n: int, sr: int, f0: float | np.ndarray,
-                jitter: float = 0.005, wobble_hz: float = 0.7) -> np.ndarray:
+def shaft_phase(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    f0: float | np.ndarray,
+    jitter: float = 0.005,
+    wobble_hz: float = 0.7,
+) -> np.ndarray:
     """Rotation phase (radians, float64, non-negative) of a shaft with slow speed fluctuation.
 
     ``f0`` may be an array (speed profile, e.g. a slider's stroke). The start angle is random, so
     two clips of the same machine never line up sample for sample.
     """
-    freq = np.asarray(f0, dtype=np.float32) * (1.0 + np.float32(jitter)
-                                               * slow_random(rng, n, sr, wobble_hz))
+    freq = np.asarray(f0, dtype=np.float32) * (
+        1.0 + np.float32(jitter) * slow_random(rng, n, sr, wobble_hz)
+    )
     phase = np.cumsum(freq, dtype=np.float64)
     phase *= TWO_PI / sr
     phase += rng.uniform(0.0, TWO_PI)
@@ -141,8 +160,12 @@ def tone_phase(n: int, sr: int, freq: float, rng: np.random.Generator) -> np.nda
 
 
 # ---------------------------------------------------------------------------------- periodic
-def wavetable(orders: dict[float, float], rng: np.random.Generator, period: int = 1,
-              bump: tuple[float, float, float] | None = None) -> np.ndarray:
+def wavetable(
+    orders: dict[float, float],
+    rng: np.random.Generator,
+    period: int = 1,
+    bump: tuple[float, float, float] | None = None,
+) -> np.ndarray:
     """One ``period``-revolution waveform with the given (order -> amplitude) harmonics.
 
     Random phases per clip. ``bump`` = (depth, width_rad, min_order) multiplies the orders at or
@@ -206,8 +229,15 @@ def resonator(x: np.ndarray, sr: int, fc: float, decay_s: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- on/off
-def duty_cycle(rng: np.random.Generator, n: int, sr: int, on_s: float, off_s: float,
-               jitter: float, ramp_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def duty_cycle(
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    on_s: float,
+    off_s: float,
+    jitter: float,
+    ramp_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A 0..1 envelope of on/off cycles, with the on and off switching sample indices.
 
     Cycle lengths jitter by a relative ``jitter``; ramps keep the switching physically smooth.
@@ -225,5 +255,8 @@ def duty_cycle(rng: np.random.Generator, n: int, sr: int, on_s: float, off_s: fl
     env = np.interp(np.arange(n, dtype=np.float32) / np.float32(sr), times, vals)
     on_idx = np.round(t_on * sr).astype(np.int64)
     off_idx = np.round(t_off * sr).astype(np.int64)
-    return (env.astype(np.float32), on_idx[(on_idx >= 0) & (on_idx < n)],
-            off_idx[(off_idx >= 0) & (off_idx < n)])
+    return (
+        env.astype(np.float32),
+        on_idx[(on_idx >= 0) & (on_idx < n)],
+        off_idx[(off_idx >= 0) & (off_idx < n)],
+    )

@@ -10,8 +10,16 @@ import stethoscope.models  # noqa: F401
 from stethoscope.systems.builtin import TABLE1
 from stethoscope.systems.config import SYSTEMS, ComponentSpec, SystemConfig, register_system
 
-__all__ = ["SYSTEMS", "TABLE1", "ComponentSpec", "SystemConfig", "get_system", "register_system",
-           "resolve_systems", "system_names"]
+__all__ = [
+    "SYSTEMS",
+    "TABLE1",
+    "ComponentSpec",
+    "SystemConfig",
+    "get_system",
+    "register_system",
+    "resolve_systems",
+    "system_names",
+]
 
 
 def get_system(name: str) -> SystemConfig:
@@ -26,6 +34,9 @@ def system_names() -> list[str]:
 def resolve_systems(names: str | list[str]) -> list[SystemConfig]:
     """'all' (the six systems of the report's Table 1), a comma-separated string or a list."""
     if isinstance(names, str):
-        names = list(TABLE1) if names.strip() == "all" else [
-            s.strip() for s in names.split(",") if s.strip()]
+        names = (
+            list(TABLE1)
+            if names.strip() == "all"
+            else [s.strip() for s in names.split(",") if s.strip()]
+        )
     return [SYSTEMS.get(n) for n in names]

@@ -64,20 +64,28 @@ class SystemConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming this system when its parts do not exist or fit."""
-        for role, spec, registry in (("front end", self.frontend, FRONTENDS),
-                                     ("back end", self.backend, BACKENDS),
-                                     ("threshold rule", self.threshold, THRESHOLDS)):
+        for role, spec, registry in (
+            ("front end", self.frontend, FRONTENDS),
+            ("back end", self.backend, BACKENDS),
+            ("threshold rule", self.threshold, THRESHOLDS),
+        ):
             if spec.name not in registry:
-                raise ConfigError(f"system '{self.name}': unknown {role} '{spec.name}'; "
-                                  f"known: {', '.join(registry.names())}")
+                raise ConfigError(
+                    f"system '{self.name}': unknown {role} '{spec.name}'; "
+                    f"known: {', '.join(registry.names())}"
+                )
         frontend = FRONTENDS.get(self.frontend.name)
         backend = BACKENDS.get(self.backend.name)
         if self.backend_input not in frontend.outputs:
-            raise ConfigError(f"system '{self.name}': front end '{frontend.name}' does not produce "
-                              f"'{self.backend_input}' (it gives {', '.join(frontend.outputs)})")
+            raise ConfigError(
+                f"system '{self.name}': front end '{frontend.name}' does not produce "
+                f"'{self.backend_input}' (it gives {', '.join(frontend.outputs)})"
+            )
         if self.backend_input not in backend.inputs:
-            raise ConfigError(f"system '{self.name}': back end '{backend.name}' does not take "
-                              f"'{self.backend_input}' (it takes {', '.join(backend.inputs)})")
+            raise ConfigError(
+                f"system '{self.name}': back end '{backend.name}' does not take "
+                f"'{self.backend_input}' (it takes {', '.join(backend.inputs)})"
+            )
 
 
 SYSTEMS: Registry[SystemConfig] = Registry("system")

@@ -9,7 +9,18 @@ from stethoscope.models.acae.torch_model import ACAE
 from stethoscope.models.acae.training import ACAEConfig, train_acae
 
 __all__ = [
-    "ACAE", "ACAEConfig", "ACAEFrontEnd", "ArcFaceHead", "FeatureSpec", "acae_features",
-    "acae_loss", "arcface_loss", "embed", "fit_length", "moving_average", "noisy_arcmix_loss",
-    "reconstruction_error", "train_acae",
+    "ACAE",
+    "ACAEConfig",
+    "ACAEFrontEnd",
+    "ArcFaceHead",
+    "FeatureSpec",
+    "acae_features",
+    "acae_loss",
+    "arcface_loss",
+    "embed",
+    "fit_length",
+    "moving_average",
+    "noisy_arcmix_loss",
+    "reconstruction_error",
+    "train_acae",
 ]

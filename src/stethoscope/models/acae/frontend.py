@@ -39,18 +39,30 @@ class ACAEFrontEnd(FrontEnd):
         self.head: ArcFaceHead | None = None
         self.class_names: list[str] = []
 
-    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+    def fit(
+        self,
+        clips: Sequence[Clip],
+        inputs: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         if "input_seconds" not in self.params:  # the longest training clip; shorter ones are tiled
             longest = max(len(x) for x in inputs) / SAMPLE_RATE
             self.cfg = dataclasses.replace(self.cfg, input_seconds=longest)
         labels, self.class_names = class_labels(clips)
-        self.model, self.head, _ = train_acae(list(inputs), labels, len(self.class_names),
-                                              self.cfg, self.device, progress,
-                                              Path(work_dir) if work_dir else None)
+        self.model, self.head, _ = train_acae(
+            list(inputs),
+            labels,
+            len(self.class_names),
+            self.cfg,
+            self.device,
+            progress,
+            Path(work_dir) if work_dir else None,
+        )
 
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-                  output: str) -> np.ndarray:
+    def transform(
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
+    ) -> np.ndarray:
         if self.model is None:
             raise ModelError("the ACAE is not trained")
         dev = resolve_device(self.device)
@@ -67,9 +79,14 @@ class ACAEFrontEnd(FrontEnd):
         if self.model is None:
             raise ModelError("the ACAE is not trained; nothing to save")
         parts = {"model": self.model, **({"head": self.head} if self.head is not None else {})}
-        persistence.save(directory, self.name, self.cfg.to_dict(), parts,
-                         n_classes=None if self.head is None else self.head.n_classes,
-                         class_names=self.class_names)
+        persistence.save(
+            directory,
+            self.name,
+            self.cfg.to_dict(),
+            parts,
+            n_classes=None if self.head is None else self.head.n_classes,
+            class_names=self.class_names,
+        )
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> ACAEFrontEnd:
@@ -82,6 +99,7 @@ class ACAEFrontEnd(FrontEnd):
         if n_classes is not None:
             n = n_classes
             obj.head = persistence.load_part(
-                directory, "head", lambda: ArcFaceHead(cfg.latent_dim, n, cfg.s, cfg.m), dev)
+                directory, "head", lambda: ArcFaceHead(cfg.latent_dim, n, cfg.s, cfg.m), dev
+            )
         obj.class_names = [str(c) for c in meta.get("class_names", [])]
         return obj

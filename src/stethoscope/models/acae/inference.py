@@ -17,36 +17,50 @@ from stethoscope.models.acae.torch_model import ACAE
 
 
 @torch.no_grad()
-def _batches(model: ACAE, waves: Sequence[np.ndarray], device: torch.device | str | None,
-             batch_size: int, offset: int = 0) -> Iterator[torch.Tensor]:
+def _batches(
+    model: ACAE,
+    waves: Sequence[np.ndarray],
+    device: torch.device | str | None,
+    batch_size: int,
+    offset: int = 0,
+) -> Iterator[torch.Tensor]:
     """Standardised feature batches of ``waves`` on the model's device."""
     dev = next(model.parameters()).device if device is None else resolve_device(device)
     model.to(dev).eval()
     spec = model.cfg.feature_spec()
     for i in range(0, len(waves), batch_size):
-        x = stack_waves(waves[i:i + batch_size], spec.input_samples, offset).to(dev)
+        x = stack_waves(waves[i : i + batch_size], spec.input_samples, offset).to(dev)
         yield model.normalize(acae_features(x, spec))
 
 
 @torch.no_grad()
-def embed(model: ACAE, waves: Sequence[np.ndarray], device: torch.device | str | None = None,
-          batch_size: int = 64, offset: int = 0) -> np.ndarray:
+def embed(
+    model: ACAE,
+    waves: Sequence[np.ndarray],
+    device: torch.device | str | None = None,
+    batch_size: int = 64,
+    offset: int = 0,
+) -> np.ndarray:
     """(N, latent_dim) embeddings z (not length-normalised; back ends normalise).
 
     ``offset`` (samples) is where each clip's tiled/cropped input window starts: several offsets
     give several views of one clip.
     """
-    out = [model.encode(x)[1].float().cpu()
-           for x in _batches(model, waves, device, batch_size, offset)]
+    out = [
+        model.encode(x)[1].float().cpu() for x in _batches(model, waves, device, batch_size, offset)
+    ]
     if not out:
         return np.zeros((0, model.cfg.latent_dim), dtype=np.float32)
     return torch.cat(out).numpy()
 
 
 @torch.no_grad()
-def reconstruction_error(model: ACAE, waves: Sequence[np.ndarray],
-                         device: torch.device | str | None = None,
-                         batch_size: int = 64) -> np.ndarray:
+def reconstruction_error(
+    model: ACAE,
+    waves: Sequence[np.ndarray],
+    device: torch.device | str | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
     """(N,) mean squared reconstruction error of each clip's standardised features (ablation)."""
     out = []
     for x in _batches(model, waves, device, batch_size):

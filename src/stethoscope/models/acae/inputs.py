@@ -66,7 +66,7 @@ def fit_length(wave: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
     if offset + n > wave.size:
         reps = int(np.ceil((offset + n) / wave.size))
         wave = np.tile(wave, reps)
-    return np.ascontiguousarray(wave[offset:offset + n])
+    return np.ascontiguousarray(wave[offset : offset + n])
 
 
 def stack_waves(waves: Sequence[np.ndarray], n: int, offset: int = 0) -> torch.Tensor:
@@ -86,16 +86,24 @@ def moving_average(x: torch.Tensor, window: int) -> torch.Tensor:
         return x
     shape = x.shape
     flat = x.reshape(-1, 1, shape[-1])
-    out = F.avg_pool1d(flat, kernel_size=window, stride=1, padding=window // 2,
-                       count_include_pad=False)
+    out = F.avg_pool1d(
+        flat, kernel_size=window, stride=1, padding=window // 2, count_include_pad=False
+    )
     return out.reshape(shape)
 
 
 def log_spectrogram(wave: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """(B, n) waveforms -> (B, F, T) log magnitude STFT (dB), cut and pooled in frequency."""
     window = torch.hann_window(spec.n_fft, device=wave.device, dtype=wave.dtype)
-    stft = torch.stft(wave, n_fft=spec.n_fft, hop_length=spec.hop, window=window, center=True,
-                      pad_mode="reflect", return_complex=True)
+    stft = torch.stft(
+        wave,
+        n_fft=spec.n_fft,
+        hop_length=spec.hop,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     mag = stft.abs()[:, : spec.kept_bins(), :]
     if spec.freq_bins is not None and spec.freq_bins < mag.shape[1]:
         # Pool magnitudes over adjacent bins (B, F, T) -> (B, freq_bins, T): linear-frequency
@@ -110,13 +118,17 @@ def acae_features(wave: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_features(waves: Sequence[np.ndarray], spec: FeatureSpec,
-                   device: torch.device | str = "cpu",
-                   batch_size: int = 64, offset: int = 0) -> torch.Tensor:
+def batch_features(
+    waves: Sequence[np.ndarray],
+    spec: FeatureSpec,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    offset: int = 0,
+) -> torch.Tensor:
     """(N, F, T) features of many clips, computed in batches on ``device``, returned on the CPU."""
     out = []
     for i in range(0, len(waves), batch_size):
-        chunk = stack_waves(waves[i:i + batch_size], spec.input_samples, offset)
+        chunk = stack_waves(waves[i : i + batch_size], spec.input_samples, offset)
         out.append(acae_features(chunk.to(device), spec).float().cpu())
     if not out:
         f, t = spec.shape()

@@ -70,17 +70,29 @@ def arcface_loss(head: ArcFaceHead, z: torch.Tensor, y: torch.Tensor) -> torch.T
     return F.cross_entropy(head(z, y), y)
 
 
-def noisy_arcmix_loss(head: ArcFaceHead, z_mixed: torch.Tensor, y_a: torch.Tensor,
-                      y_b: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+def noisy_arcmix_loss(
+    head: ArcFaceHead,
+    z_mixed: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float | torch.Tensor,
+) -> torch.Tensor:
     """lam*CE(L, y_a) + (1-lam)*CE(L, y_b) with one logit matrix L whose margin sits only on y_a."""
     logits = head(z_mixed, y_a)
     return lam * F.cross_entropy(logits, y_a) + (1.0 - lam) * F.cross_entropy(logits, y_b)
 
 
-def acae_loss(recon: torch.Tensor, target: torch.Tensor, z: torch.Tensor,
-              head: ArcFaceHead | None, y_a: torch.Tensor | None, y_b: torch.Tensor | None,
-              lam: float, recon_weight: float = 1.0,
-              arc_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def acae_loss(
+    recon: torch.Tensor,
+    target: torch.Tensor,
+    z: torch.Tensor,
+    head: ArcFaceHead | None,
+    y_a: torch.Tensor | None,
+    y_b: torch.Tensor | None,
+    lam: float,
+    recon_weight: float = 1.0,
+    arc_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total = recon_weight*MSE(recon, target) + arc_weight*noisy-ArcMix; head None gives MSE only.
 
     Returns the loss and its parts (detached tensors: logging them needs no host sync per step).

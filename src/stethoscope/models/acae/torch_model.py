@@ -38,16 +38,23 @@ class ConvBlock(nn.Sequential):
     """Conv2d 3x3 + BN + ReLU + 2x2 max-pool: halves both axes."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
 
 
 class UpBlock(nn.Sequential):
     """ConvTranspose2d (kernel 4, stride 2, padding 1) + BN + ReLU: doubles both axes exactly."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
 
 
 class TemporalAttention(nn.Module):
@@ -57,8 +64,12 @@ class TemporalAttention(nn.Module):
         super().__init__()
         self.mha = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.ReLU(inplace=True),
-                                nn.Dropout(dropout), nn.Linear(2 * d_model, d_model))
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, 2 * d_model),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(2 * d_model, d_model),
+        )
         self.norm2 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -88,17 +99,20 @@ class ACAE(nn.Module):
         f_lat = self.f_pad // self.factor
         self.c_lat, self.f_lat = channels[-1], f_lat
 
-        self.encoder = nn.Sequential(*[ConvBlock(ci, co) for ci, co
-                                       in zip([1] + channels[:-1], channels, strict=True)])
+        self.encoder = nn.Sequential(
+            *[ConvBlock(ci, co) for ci, co in zip([1] + channels[:-1], channels, strict=True)]
+        )
         self.to_tokens = nn.Linear(channels[-1] * f_lat, cfg.d_model)
-        self.attention = (TemporalAttention(cfg.d_model, cfg.heads, cfg.dropout)
-                          if cfg.attention else None)
+        self.attention = (
+            TemporalAttention(cfg.d_model, cfg.heads, cfg.dropout) if cfg.attention else None
+        )
         self.embedding = nn.Linear(2 * cfg.d_model, cfg.latent_dim, bias=False)
 
         self.from_tokens = nn.Linear(cfg.d_model, channels[-1] * f_lat)
         dec = list(reversed(channels[:-1])) + [channels[0]]
-        self.decoder = nn.Sequential(*[UpBlock(ci, co) for ci, co
-                                       in zip([channels[-1]] + dec[:-1], dec, strict=True)])
+        self.decoder = nn.Sequential(
+            *[UpBlock(ci, co) for ci, co in zip([channels[-1]] + dec[:-1], dec, strict=True)]
+        )
         self.out = nn.Conv2d(dec[-1], 1, 3, padding=1)
 
         self.register_buffer("feat_mean", torch.zeros(self.n_freq))
@@ -118,10 +132,14 @@ class ACAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised (B, F, T) -> (latent sequence (B, T', d_model), embedding z (B, latent))."""
         if x.shape[1:] != (self.n_freq, self.n_frames):
-            raise ValueError(f"expected input (B, {self.n_freq}, {self.n_frames}), "
-                             f"got {tuple(x.shape)}")
-        h = F.pad(x[:, None], (0, self.t_pad - self.n_frames, 0, self.f_pad - self.n_freq),
-                  mode="replicate")
+            raise ValueError(
+                f"expected input (B, {self.n_freq}, {self.n_frames}), got {tuple(x.shape)}"
+            )
+        h = F.pad(
+            x[:, None],
+            (0, self.t_pad - self.n_frames, 0, self.f_pad - self.n_freq),
+            mode="replicate",
+        )
         h = self.encoder(h)  # (B, C, F', T')
         b, c, f, t = h.shape
         seq = self.to_tokens(h.permute(0, 3, 1, 2).reshape(b, t, c * f))

@@ -76,9 +76,14 @@ class ACAEConfig:
         return int(round(self.input_seconds * SAMPLE_RATE))
 
     def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(input_samples=self.input_samples, n_fft=self.n_fft, hop=self.hop,
-                           avg_window=self.avg_window, max_freq_hz=self.max_freq_hz,
-                           freq_bins=self.freq_bins)
+        return FeatureSpec(
+            input_samples=self.input_samples,
+            n_fft=self.n_fft,
+            hop=self.hop,
+            avg_window=self.avg_window,
+            max_freq_hz=self.max_freq_hz,
+            freq_bins=self.freq_bins,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,8 +96,15 @@ class ACAEConfig:
 
 
 class _ACAETask:
-    def __init__(self, model: ACAE, head: ArcFaceHead | None, feats: torch.Tensor,
-                 labels: torch.Tensor, cfg: ACAEConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: ACAE,
+        head: ArcFaceHead | None,
+        feats: torch.Tensor,
+        labels: torch.Tensor,
+        cfg: ACAEConfig,
+        device: torch.device,
+    ) -> None:
         self.modules: dict[str, torch.nn.Module] = {"model": model}
         if head is not None:
             self.modules["head"] = head
@@ -102,10 +114,11 @@ class _ACAETask:
     def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
         n, b = self.feats.shape[0], self.cfg.batch_size
         perm = torch.randperm(n, generator=rand.host)
-        return [perm[i:i + b] for i in range(0, n, b) if min(b, n - i) >= 2]  # BatchNorm needs 2
+        return [perm[i : i + b] for i in range(0, n, b) if min(b, n - i) >= 2]  # BatchNorm needs 2
 
-    def step(self, idx: torch.Tensor, rand: EpochRandom
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    def step(
+        self, idx: torch.Tensor, rand: EpochRandom
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         x = self.feats[idx.to(self.feats.device)].to(self.device)
         y = self.labels[idx].to(self.device)
         y_b, lam = y, 1.0
@@ -114,8 +127,17 @@ class _ACAETask:
             pair = torch.randperm(idx.numel(), generator=rand.host).to(self.device)
             x, y_b = lam * x + (1.0 - lam) * x[pair], y[pair]
         recon, z = self.model(x)
-        loss, parts = acae_loss(recon, x, z, self.head, y if self.head is not None else None,
-                                y_b, lam, self.cfg.recon_weight, self.cfg.arc_weight)
+        loss, parts = acae_loss(
+            recon,
+            x,
+            z,
+            self.head,
+            y if self.head is not None else None,
+            y_b,
+            lam,
+            self.cfg.recon_weight,
+            self.cfg.arc_weight,
+        )
         return loss, parts, idx.numel()
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -127,10 +149,16 @@ def _fits_on(device: torch.device, feats: torch.Tensor, limit_bytes: float = 4e9
     return device.type != "cpu" and feats.numel() * feats.element_size() < limit_bytes
 
 
-def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
-               cfg: ACAEConfig | None = None, device: str | torch.device = "auto",
-               progress: Progress | None = None, work_dir: str | Path | None = None,
-               name: str = "acae") -> tuple[ACAE, ArcFaceHead | None, list[dict[str, Any]]]:
+def train_acae(
+    waves: Sequence[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    cfg: ACAEConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    work_dir: str | Path | None = None,
+    name: str = "acae",
+) -> tuple[ACAE, ArcFaceHead | None, list[dict[str, Any]]]:
     """Train an ACAE on normal clips; returns (model, ArcFace head or None, per-epoch history),
     both modules in eval mode. ``work_dir`` holds the epoch checkpoint; training resumes from it
     (see :func:`stethoscope.models.training.train`)."""
@@ -143,13 +171,20 @@ def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
     if cfg.arcmix and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}) for noisy-ArcMix")
     dev = resolve_device(device)
-    fingerprint = {"acae": cfg.fingerprint(), "n_classes": n_classes, "data": digest(waves),
-                   "labels": digest([labels])}
+    fingerprint = {
+        "acae": cfg.fingerprint(),
+        "n_classes": n_classes,
+        "data": digest(waves),
+        "labels": digest([labels]),
+    }
     with cpu_threads(cfg.threads, dev):
         feats = batch_features(waves, cfg.feature_spec(), dev)  # (N, F, T) on CPU
         mean = feats.mean(dim=(0, 2), dtype=torch.float64).float()
-        std = (feats.double().std(dim=(0, 2)).float() if feats.shape[0] * feats.shape[2] > 1
-               else torch.ones_like(mean))
+        std = (
+            feats.double().std(dim=(0, 2)).float()
+            if feats.shape[0] * feats.shape[2] > 1
+            else torch.ones_like(mean)
+        )
         with global_seed(cfg.seed):
             model = ACAE(cfg)
             head = ArcFaceHead(cfg.latent_dim, n_classes, cfg.s, cfg.m) if cfg.arcmix else None
@@ -161,10 +196,17 @@ def train_acae(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
         if _fits_on(dev, feats):
             feats = feats.to(dev)
         task = _ACAETask(model, head, feats, torch.from_numpy(labels), cfg, dev)
-        loop = LoopConfig(name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay,
-                          schedule="cosine" if cfg.cosine_lr else "constant",
-                          grad_clip=cfg.grad_clip, threads=cfg.threads)
-        history = train(task, loop, dev, fingerprint=fingerprint, work_dir=work_dir,
-                        progress=progress)
+        loop = LoopConfig(
+            name=name,
+            epochs=cfg.epochs,
+            seed=cfg.seed,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            schedule="cosine" if cfg.cosine_lr else "constant",
+            grad_clip=cfg.grad_clip,
+            threads=cfg.threads,
+        )
+        history = train(
+            task, loop, dev, fingerprint=fingerprint, work_dir=work_dir, progress=progress
+        )
     return model, head, history

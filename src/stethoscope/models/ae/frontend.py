@@ -36,16 +36,27 @@ class AEFrontEnd(FrontEnd):
         self.cfg = persistence.config_from(AEConfig, self.params)
         self.models: dict[str, DenseAE] = {}
 
-    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+    def fit(
+        self,
+        clips: Sequence[Clip],
+        inputs: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         for machine in sorted({c.machine for c in clips}):
             vectors = [x for c, x in zip(clips, inputs, strict=True) if c.machine == machine]
             self.models[machine], _ = train_ae(
-                vectors, self.cfg, self.device, progress,
-                work_dir=Path(work_dir) / machine if work_dir else None, name=f"ae {machine}")
+                vectors,
+                self.cfg,
+                self.device,
+                progress,
+                work_dir=Path(work_dir) / machine if work_dir else None,
+                name=f"ae {machine}",
+            )
 
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-                  output: str) -> list[np.ndarray]:
+    def transform(
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
+    ) -> list[np.ndarray]:
         if output != "residual":
             raise ConfigError(f"the AE front end gives residuals, not '{output}'")
         dev = resolve_device(self.device)
@@ -55,15 +66,24 @@ class AEFrontEnd(FrontEnd):
                 if machine not in self.models:
                     raise ModelError(f"no AE trained for machine type '{machine}'")
                 idx = [i for i, c in enumerate(clips) if c.machine == machine]
-                res = reconstruction_residuals(self.models[machine], [inputs[i] for i in idx],
-                                               device=dev, batch=self.cfg.eval_batch)
+                res = reconstruction_residuals(
+                    self.models[machine],
+                    [inputs[i] for i in idx],
+                    device=dev,
+                    batch=self.cfg.eval_batch,
+                )
                 for i, r in zip(idx, res, strict=True):
                     out[i] = r
         return out
 
     def save(self, directory: Path) -> None:
-        persistence.save(directory, self.name, self.cfg.to_dict(), dict(self.models),
-                         networks={m: model.config() for m, model in self.models.items()})
+        persistence.save(
+            directory,
+            self.name,
+            self.cfg.to_dict(),
+            dict(self.models),
+            networks={m: model.config() for m, model in self.models.items()},
+        )
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> AEFrontEnd:
@@ -74,5 +94,6 @@ class AEFrontEnd(FrontEnd):
         dev = resolve_device(device)
         for machine, arch in networks.items():
             obj.models[machine] = persistence.load_part(
-                directory, machine, functools.partial(DenseAE, **arch), dev)
+                directory, machine, functools.partial(DenseAE, **arch), dev
+            )
         return obj

@@ -12,9 +12,12 @@ from stethoscope.models.ae.torch_model import DenseAE
 
 
 @torch.no_grad()
-def reconstruction_residuals(model: DenseAE, clip_vectors: Sequence[np.ndarray],
-                             device: str | torch.device = "auto",
-                             batch: int = 16384) -> list[np.ndarray]:
+def reconstruction_residuals(
+    model: DenseAE,
+    clip_vectors: Sequence[np.ndarray],
+    device: str | torch.device = "auto",
+    batch: int = 16384,
+) -> list[np.ndarray]:
     """Per clip, ``x - x_hat`` of shape (T_i, D) in float32, in eval mode (BatchNorm running stats).
 
     Clips are grouped so that each forward pass sees about ``batch`` vectors, whatever their
@@ -34,8 +37,8 @@ def reconstruction_residuals(model: DenseAE, clip_vectors: Sequence[np.ndarray],
         xt = torch.from_numpy(np.ascontiguousarray(xs)).to(dev)
         res = torch.empty_like(xt)
         for s in range(0, len(xt), batch):
-            recon, _ = model(xt[s:s + batch])
-            res[s:s + batch] = xt[s:s + batch] - recon
+            recon, _ = model(xt[s : s + batch])
+            res[s : s + batch] = xt[s : s + batch] - recon
         bounds = np.cumsum([len(g) for g in group])[:-1]
         out.extend(np.split(res.cpu().numpy(), bounds))
         group, size = [], 0

@@ -19,15 +19,19 @@ BN_EPS = 1e-3
 
 
 def _block(n_in: int, n_out: int) -> list[nn.Module]:
-    return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out, momentum=BN_MOMENTUM, eps=BN_EPS),
-            nn.ReLU()]
+    return [
+        nn.Linear(n_in, n_out),
+        nn.BatchNorm1d(n_out, momentum=BN_MOMENTUM, eps=BN_EPS),
+        nn.ReLU(),
+    ]
 
 
 class DenseAE(nn.Module):
     """Frame-vector autoencoder; ``forward`` returns (reconstruction, bottleneck code)."""
 
-    def __init__(self, input_dim: int = 640, hidden_dim: int = 128, latent_dim: int = 8,
-                 n_hidden: int = 4) -> None:
+    def __init__(
+        self, input_dim: int = 640, hidden_dim: int = 128, latent_dim: int = 8, n_hidden: int = 4
+    ) -> None:
         super().__init__()
         if min(input_dim, hidden_dim, latent_dim, n_hidden) < 1:
             raise ValueError("DenseAE dimensions and layer count must be positive")

@@ -71,8 +71,14 @@ def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _AETask:
-    def __init__(self, model: DenseAE, x: torch.Tensor, train_idx: torch.Tensor,
-                 val_idx: torch.Tensor, cfg: AEConfig) -> None:
+    def __init__(
+        self,
+        model: DenseAE,
+        x: torch.Tensor,
+        train_idx: torch.Tensor,
+        val_idx: torch.Tensor,
+        cfg: AEConfig,
+    ) -> None:
         self.modules: dict[str, torch.nn.Module] = {"model": model}
         self.model, self.x, self.cfg = model, x, cfg
         self.train_idx, self.val_idx = train_idx, val_idx
@@ -81,10 +87,11 @@ class _AETask:
         n, b = self.train_idx.numel(), self.cfg.batch_size
         perm = np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
         order = self.train_idx[torch.from_numpy(perm).to(self.x.device)]
-        return [order[s:s + b] for s in range(0, n, b) if min(b, n - s) >= 2]
+        return [order[s : s + b] for s in range(0, n, b) if min(b, n - s) >= 2]
 
-    def step(self, idx: torch.Tensor, rand: EpochRandom
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    def step(
+        self, idx: torch.Tensor, rand: EpochRandom
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         xb = self.x[idx]
         recon, _ = self.model(xb)
         return F.mse_loss(recon, xb), {}, idx.numel()
@@ -96,14 +103,19 @@ class _AETask:
         self.model.eval()
         total = torch.zeros((), dtype=torch.float64, device=self.x.device)
         for s in range(0, self.val_idx.numel(), self.cfg.eval_batch):
-            xb = self.x[self.val_idx[s:s + self.cfg.eval_batch]]
+            xb = self.x[self.val_idx[s : s + self.cfg.eval_batch]]
             total += ((self.model(xb)[0] - xb) ** 2).mean(dim=1).sum().double()
         return {"val_loss": float(total) / self.val_idx.numel()}
 
 
-def train_ae(clip_vectors: Sequence[np.ndarray], cfg: AEConfig | None = None,
-             device: str | torch.device = "auto", progress: Progress | None = None,
-             work_dir: str | Path | None = None, name: str = "ae") -> tuple[DenseAE, list[dict]]:
+def train_ae(
+    clip_vectors: Sequence[np.ndarray],
+    cfg: AEConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    work_dir: str | Path | None = None,
+    name: str = "ae",
+) -> tuple[DenseAE, list[dict]]:
     """Train one AE on the pooled frame vectors of ``clip_vectors`` (one (T_i, D) array per clip).
 
     Returns the model (eval mode, on the training device) and one metrics dict per epoch
@@ -114,8 +126,9 @@ def train_ae(clip_vectors: Sequence[np.ndarray], cfg: AEConfig | None = None,
     dev = resolve_device(device)
     if len(clip_vectors) == 0:
         raise ValueError("no training clips")
-    data = np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1])
-                           for v in clip_vectors])
+    data = np.concatenate(
+        [np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1]) for v in clip_vectors]
+    )
     n, dim = data.shape
     train_np, val_np = split(n, cfg.val_split, cfg.seed)
     if len(train_np) < 2:
@@ -127,10 +140,13 @@ def train_ae(clip_vectors: Sequence[np.ndarray], cfg: AEConfig | None = None,
         with global_seed(cfg.seed):
             model = DenseAE(dim, cfg.hidden_dim, cfg.latent_dim, cfg.n_hidden)
         model.to(dev)
-        task = _AETask(model, x, torch.from_numpy(train_np).to(dev),
-                       torch.from_numpy(val_np).to(dev), cfg)
-        loop = LoopConfig(name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr,
-                          threads=cfg.threads)
-        history = train(task, loop, dev, fingerprint=fingerprint, work_dir=work_dir,
-                        progress=progress)
+        task = _AETask(
+            model, x, torch.from_numpy(train_np).to(dev), torch.from_numpy(val_np).to(dev), cfg
+        )
+        loop = LoopConfig(
+            name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr, threads=cfg.threads
+        )
+        history = train(
+            task, loop, dev, fingerprint=fingerprint, work_dir=work_dir, progress=progress
+        )
     return model, history

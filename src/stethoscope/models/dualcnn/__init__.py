@@ -9,7 +9,19 @@ from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
 from stethoscope.models.dualcnn.training import DualCNNConfig, train_dualcnn
 
 __all__ = [
-    "ArchConfig", "DualBranchCNN", "DualCNNConfig", "DualCNNFrontEnd", "SpectrogramFeature",
-    "SpectrumFeature", "SubClusterAdaCos", "embed", "embed_views", "feature_exchange",
-    "fit_length", "logits", "mixup", "train_dualcnn", "view_crops",
+    "ArchConfig",
+    "DualBranchCNN",
+    "DualCNNConfig",
+    "DualCNNFrontEnd",
+    "SpectrogramFeature",
+    "SpectrumFeature",
+    "SubClusterAdaCos",
+    "embed",
+    "embed_views",
+    "feature_exchange",
+    "fit_length",
+    "logits",
+    "mixup",
+    "train_dualcnn",
+    "view_crops",
 ]

@@ -58,8 +58,13 @@ class DualCNNFrontEnd(FrontEnd):
     def n_members(self) -> int:
         return len(self.members) or self.ensemble
 
-    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+    def fit(
+        self,
+        clips: Sequence[Clip],
+        inputs: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         self._memo.clear()
         labels, self.class_names = class_labels(clips)
         noise = _supplemental_noise(clips) if self.cfg.supplemental_noise else None
@@ -67,13 +72,21 @@ class DualCNNFrontEnd(FrontEnd):
         for k in range(self.ensemble):
             cfg = dataclasses.replace(self.cfg, seed=self.cfg.seed + k)
             model, _ = train_dualcnn(
-                list(inputs), labels, len(self.class_names), cfg, self.device, progress, noise,
+                list(inputs),
+                labels,
+                len(self.class_names),
+                cfg,
+                self.device,
+                progress,
+                noise,
                 work_dir=Path(work_dir) / f"member_{k}" if work_dir else None,
-                name="dualcnn" if self.ensemble == 1 else f"dualcnn seed {cfg.seed}")
+                name="dualcnn" if self.ensemble == 1 else f"dualcnn seed {cfg.seed}",
+            )
             self.members.append(model)
 
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-                  output: str) -> np.ndarray:
+    def transform(
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
+    ) -> np.ndarray:
         """Embeddings are memoised per clip: the back ends of one study share one forward pass."""
         if output not in self.outputs:
             raise ConfigError(f"the dual-branch CNN gives {self.outputs}, not '{output}'")
@@ -93,8 +106,10 @@ class DualCNNFrontEnd(FrontEnd):
             if output == "embedding":
                 parts = [embed(m, waves, dev, b, normalize=True) for m in self.members]
             else:
-                parts = [embed_views(m, waves, self.n_views, self.crop_seconds, dev, b,
-                                     normalize=True) for m in self.members]
+                parts = [
+                    embed_views(m, waves, self.n_views, self.crop_seconds, dev, b, normalize=True)
+                    for m in self.members
+                ]
         return (np.concatenate(parts, axis=-1) / np.sqrt(len(parts))).astype(np.float64)
 
     def save(self, directory: Path) -> None:
@@ -102,12 +117,22 @@ class DualCNNFrontEnd(FrontEnd):
             raise ModelError("the dual-branch CNN is not trained; nothing to save")
         head = self.members[0].head
         assert head is not None
-        config = {**self.cfg.to_dict(), "ensemble": self.ensemble, "n_views": self.n_views,
-                  "crop_seconds": self.crop_seconds}
-        persistence.save(directory, self.name, config,
-                         {f"member_{k}": m for k, m in enumerate(self.members)},
-                         arch=self.members[0].cfg.to_dict(), n_classes=head.n_classes,
-                         class_names=self.class_names, members=len(self.members))
+        config = {
+            **self.cfg.to_dict(),
+            "ensemble": self.ensemble,
+            "n_views": self.n_views,
+            "crop_seconds": self.crop_seconds,
+        }
+        persistence.save(
+            directory,
+            self.name,
+            config,
+            {f"member_{k}": m for k, m in enumerate(self.members)},
+            arch=self.members[0].cfg.to_dict(),
+            n_classes=head.n_classes,
+            class_names=self.class_names,
+            members=len(self.members),
+        )
 
     @classmethod
     def load(cls, directory: Path, device: str = "auto") -> DualCNNFrontEnd:
@@ -117,8 +142,9 @@ class DualCNNFrontEnd(FrontEnd):
             n_classes, members = int(meta["n_classes"]), int(meta["members"])
             obj.class_names = [str(c) for c in meta["class_names"]]
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{Path(directory) / persistence.META}: bad dual-branch CNN "
-                             f"description ({exc})") from exc
+            raise ModelError(
+                f"{Path(directory) / persistence.META}: bad dual-branch CNN description ({exc})"
+            ) from exc
 
         def build() -> DualBranchCNN:
             model = DualBranchCNN(arch)
@@ -126,9 +152,12 @@ class DualCNNFrontEnd(FrontEnd):
             return model
 
         dev = resolve_device(device)
-        obj.members = [persistence.load_part(directory, f"member_{k}", build, dev)
-                       .to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-                       for k in range(members)]
+        obj.members = [
+            persistence.load_part(directory, f"member_{k}", build, dev).to(
+                memory_format=torch.channels_last
+            )  # type: ignore[call-overload]
+            for k in range(members)
+        ]
         return obj
 
 

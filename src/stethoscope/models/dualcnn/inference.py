@@ -22,8 +22,13 @@ def _model_device(model: DualBranchCNN, device: str | torch.device | None) -> to
 
 
 @torch.no_grad()
-def _forward_fitted(model: DualBranchCNN, fitted: Iterable[tuple[np.ndarray, int]],
-                    dev: torch.device, batch_size: int, fn: Forward) -> np.ndarray:
+def _forward_fitted(
+    model: DualBranchCNN,
+    fitted: Iterable[tuple[np.ndarray, int]],
+    dev: torch.device,
+    batch_size: int,
+    fn: Forward,
+) -> np.ndarray:
     """``fn`` over batches of fitted clips, taken lazily from ``fitted``.
 
     Lazily, because a back end asks for several views of each clip (DtMM: 8 x 640 KB per 10 s clip,
@@ -49,9 +54,13 @@ def _normalise(e: np.ndarray) -> np.ndarray:
     return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
 
 
-def embed(model: DualBranchCNN, waves: Sequence[np.ndarray],
-          device: str | torch.device | None = None, batch_size: int = 64,
-          normalize: bool = False) -> np.ndarray:
+def embed(
+    model: DualBranchCNN,
+    waves: Sequence[np.ndarray],
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+    normalize: bool = False,
+) -> np.ndarray:
     """(N, 256) clip embeddings; clips fitted to the model length with its fit mode."""
     dev = _model_device(model, device)
     fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
@@ -59,8 +68,9 @@ def embed(model: DualBranchCNN, waves: Sequence[np.ndarray],
     return _normalise(e) if normalize else e
 
 
-def view_crops(wave: np.ndarray, n_views: int, crop_len: int | None,
-               length: int) -> list[tuple[np.ndarray, int]]:
+def view_crops(
+    wave: np.ndarray, n_views: int, crop_len: int | None, length: int
+) -> list[tuple[np.ndarray, int]]:
     """``n_views`` views of one clip, each tiled to ``length``: evenly spaced overlapping crops of
     ``crop_len`` samples, or (``crop_len`` None) the whole clip tiled from evenly spaced offsets."""
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
@@ -71,28 +81,40 @@ def view_crops(wave: np.ndarray, n_views: int, crop_len: int | None,
     return [fit_length(wave[s : s + crop_len], length, "tile") for s in starts]
 
 
-def embed_views(model: DualBranchCNN, waves: Sequence[np.ndarray], n_views: int = 5,
-                crop_seconds: float | None = None, device: str | torch.device | None = None,
-                batch_size: int = 64, normalize: bool = False) -> np.ndarray:
+def embed_views(
+    model: DualBranchCNN,
+    waves: Sequence[np.ndarray],
+    n_views: int = 5,
+    crop_seconds: float | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+    normalize: bool = False,
+) -> np.ndarray:
     """(N, n_views, 256) embeddings of several views of each clip (for the DtMM back end)."""
     if n_views < 1:
         raise ValueError("n_views must be >= 1")
     dev = _model_device(model, device)
-    crop = (None if crop_seconds is None
-            else max(1, int(round(crop_seconds * model.cfg.sample_rate))))
+    crop = (
+        None if crop_seconds is None else max(1, int(round(crop_seconds * model.cfg.sample_rate)))
+    )
     fitted = (v for w in waves for v in view_crops(w, n_views, crop, model.cfg.input_len))
     e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
     e = e.reshape(len(waves), n_views, -1)
     return _normalise(e) if normalize else e
 
 
-def logits(model: DualBranchCNN, waves: Sequence[np.ndarray],
-           device: str | torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+def logits(
+    model: DualBranchCNN,
+    waves: Sequence[np.ndarray],
+    device: str | torch.device | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
     """(N, C) class logits of the main AdaCos head (softmax = the head's class posterior)."""
     head = model.head
     if head is None:
         raise ValueError("model has no classifier head attached")
     dev = _model_device(model, device)
     fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
-    return _forward_fitted(model, fitted, dev, batch_size,
-                           lambda w, n: head.class_logits(model.embed(w, n)))
+    return _forward_fitted(
+        model, fitted, dev, batch_size, lambda w, n: head.class_logits(model.embed(w, n))
+    )

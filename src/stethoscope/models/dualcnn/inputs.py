@@ -23,8 +23,9 @@ N_FFT = 1024
 HOP = 512
 
 
-def fit_length(wave: np.ndarray, length: int, mode: str = "tile",
-               offset: int = 0) -> tuple[np.ndarray, int]:
+def fit_length(
+    wave: np.ndarray, length: int, mode: str = "tile", offset: int = 0
+) -> tuple[np.ndarray, int]:
     """Bring a 1-D clip to ``length`` samples; returns it and its real (non-padded) length.
 
     ``tile`` repeats the clip and reads ``length`` samples from ``offset`` (modulo the clip length),
@@ -57,8 +58,9 @@ def n_frames(n_samples: int, n_fft: int = ..., hop: int = ...) -> int: ...
 def n_frames(n_samples: torch.Tensor, n_fft: int = ..., hop: int = ...) -> torch.Tensor: ...
 
 
-def n_frames(n_samples: int | torch.Tensor, n_fft: int = N_FFT,
-             hop: int = HOP) -> int | torch.Tensor:
+def n_frames(
+    n_samples: int | torch.Tensor, n_fft: int = N_FFT, hop: int = HOP
+) -> int | torch.Tensor:
     """Number of complete (non-centred) STFT frames in ``n_samples``; at least 1 for real clips."""
     if isinstance(n_samples, torch.Tensor):
         return torch.clamp(torch.div(n_samples - n_fft, hop, rounding_mode="floor") + 1, min=1)
@@ -89,11 +91,17 @@ class SpectrogramFeature(nn.Module):
 
     def forward(self, wave: torch.Tensor, real_len: torch.Tensor) -> torch.Tensor:
         wave = wave.float()
-        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window(wave.device),
-                          center=False, return_complex=True).abs()  # (B, F, T)
+        spec = torch.stft(
+            wave,
+            self.n_fft,
+            self.hop,
+            window=self.window(wave.device),
+            center=False,
+            return_complex=True,
+        ).abs()  # (B, F, T)
         t = spec.shape[2]
         n_real = n_frames(real_len.to(spec.device), self.n_fft, self.hop).clamp(max=t)
-        mask = (torch.arange(t, device=spec.device)[None, :] < n_real[:, None])
+        mask = torch.arange(t, device=spec.device)[None, :] < n_real[:, None]
         mask = mask.to(spec.dtype)[:, None, :]
         mean = (spec * mask).sum(2, keepdim=True) / n_real[:, None, None].to(spec.dtype)
         return (spec - mean) * mask

@@ -38,8 +38,14 @@ class SubClusterAdaCos(nn.Module):
     centres: torch.Tensor
     scale: torch.Tensor
 
-    def __init__(self, emb_dim: int, n_classes: int, n_subclusters: int = 16,
-                 learnable_centres: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        emb_dim: int,
+        n_classes: int,
+        n_subclusters: int = 16,
+        learnable_centres: bool = False,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.n_classes, self.n_subclusters = int(n_classes), int(n_subclusters)
         n_centres = self.n_classes * self.n_subclusters
@@ -87,8 +93,9 @@ class SubClusterAdaCos(nn.Module):
         if self.training:
             self._update_scale(cos.detach(), target)
         logits = self.scale * cos
-        log_p = (torch.logsumexp(logits, dim=2)
-                 - torch.logsumexp(logits.flatten(1), dim=1, keepdim=True))
+        log_p = torch.logsumexp(logits, dim=2) - torch.logsumexp(
+            logits.flatten(1), dim=1, keepdim=True
+        )
         return -(target * log_p).sum(1).mean()
 
 
@@ -98,9 +105,13 @@ def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return out.scatter_(1, labels.long().view(-1, 1), 1.0)
 
 
-def mixup(wave: torch.Tensor, real_len: torch.Tensor, target: torch.Tensor, p: float,
-          generator: torch.Generator | None = None
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mixup(
+    wave: torch.Tensor,
+    real_len: torch.Tensor,
+    target: torch.Tensor,
+    p: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix a random fraction ``p`` of the batch with random partners (waveforms, soft labels)."""
     b, dev = wave.shape[0], wave.device
     if p <= 0 or b < 2:
@@ -115,9 +126,13 @@ def mixup(wave: torch.Tensor, real_len: torch.Tensor, target: torch.Tensor, p: f
     return wave, real_len, target
 
 
-def feature_exchange(emb_spec: torch.Tensor, emb_spectrum: torch.Tensor, target: torch.Tensor,
-                     p: float = 0.5, generator: torch.Generator | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_exchange(
+    emb_spec: torch.Tensor,
+    emb_spectrum: torch.Tensor,
+    target: torch.Tensor,
+    p: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FeatEx: (B, 2D) embeddings, (B, 3C) labels; a fraction ``p`` with swapped spectrum parts."""
     b, dev = emb_spec.shape[0], emb_spec.device
     if b < 2:

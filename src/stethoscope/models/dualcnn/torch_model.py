@@ -86,13 +86,17 @@ class SpectrogramBranch(nn.Module):
     """BN(per bin) -> conv7x7/2 -> BN-ReLU -> maxpool3/2 -> 4 stages (16/32/64/128) -> max over
     time -> BN -> Linear."""
 
-    def __init__(self, n_bins: int, out_dim: int = 128,
-                 widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self, n_bins: int, out_dim: int = 128, widths: tuple[int, ...] = (16, 32, 64, 128)
+    ) -> None:
         super().__init__()
         self.in_bn = nn.BatchNorm1d(n_bins)  # one normaliser per frequency bin
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2))
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2),
+        )
         units: list[nn.Module] = []
         c = widths[0]
         for i, w in enumerate(widths):
@@ -125,8 +129,11 @@ class SpectrumBranch(nn.Module):
         layers: list[nn.Module] = []
         c, n = 1, n_bins
         for k, s in ((256, 64), (64, 32), (16, 4)):
-            layers += [SameConv1d(c, width, k, stride=s, bias=False), nn.BatchNorm1d(width),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                SameConv1d(c, width, k, stride=s, bias=False),
+                nn.BatchNorm1d(width),
+                nn.ReLU(inplace=True),
+            ]
             c, n = width, math.ceil(n / s)
         self.convs = nn.Sequential(*layers)
         mlp: list[nn.Module] = []
@@ -153,8 +160,9 @@ class DualBranchCNN(nn.Module):
         super().__init__()
         min_len = cfg.n_fft + 4 * cfg.hop  # 5 frames: the stem's conv + max-pool need 3 time steps
         if cfg.input_len < min_len:
-            raise ValueError(f"input_len {cfg.input_len} too short: the network needs >= "
-                             f"{min_len} samples")
+            raise ValueError(
+                f"input_len {cfg.input_len} too short: the network needs >= {min_len} samples"
+            )
         self.cfg = cfg
         self.spectrogram = SpectrogramFeature(cfg.n_fft, cfg.hop)
         self.spectrum = SpectrumFeature(cfg.input_len, cfg.sample_rate, cfg.fmax)
@@ -166,14 +174,17 @@ class DualBranchCNN(nn.Module):
     def emb_dim(self) -> int:
         return 2 * self.cfg.branch_dim
 
-    def forward(self, wave: torch.Tensor,
-                real_len: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, wave: torch.Tensor, real_len: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if wave.shape[-1] != self.cfg.input_len:
-            raise ValueError(f"expected waveforms of {self.cfg.input_len} samples, "
-                             f"got {wave.shape[-1]}")
+            raise ValueError(
+                f"expected waveforms of {self.cfg.input_len} samples, got {wave.shape[-1]}"
+            )
         if real_len is None:
-            real_len = torch.full((wave.shape[0],), wave.shape[-1], device=wave.device,
-                                  dtype=torch.long)
+            real_len = torch.full(
+                (wave.shape[0],), wave.shape[-1], device=wave.device, dtype=torch.long
+            )
         spec = self.spectrogram(wave, real_len)
         spectrum = self.spectrum(wave)
         return self.spec_branch(spec), self.spectrum_branch(spectrum)

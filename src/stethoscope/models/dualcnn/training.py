@@ -62,8 +62,9 @@ class DualCNNConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("threads", "eval_batch")}
 
 
-def _stack(waves: Sequence[np.ndarray], length: int, mode: str,
-           pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack(
+    waves: Sequence[np.ndarray], length: int, mode: str, pin: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit every clip to ``length`` into one (N, L) float32 tensor (+ real lengths)."""
     x = torch.empty((len(waves), length), dtype=torch.float32, pin_memory=pin)
     lens = torch.empty(len(waves), dtype=torch.long)
@@ -77,15 +78,26 @@ def _stack(waves: Sequence[np.ndarray], length: int, mode: str,
 class _Batches:
     """Host -> device batch copies through two pinned staging buffers (plain indexing on CPU)."""
 
-    def __init__(self, x: torch.Tensor, lens: torch.Tensor, labels: torch.Tensor, batch: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        lens: torch.Tensor,
+        labels: torch.Tensor,
+        batch: int,
+        device: torch.device,
+    ) -> None:
         self.x, self.lens, self.labels, self.device = x, lens, labels, device
         self.cuda = device.type == "cuda"
         self.slot = 0
         if self.cuda:
-            self.bufs = [(torch.empty((batch, x.shape[1]), pin_memory=True),
-                          torch.empty(batch, dtype=torch.long, pin_memory=True),
-                          torch.empty(batch, dtype=torch.long, pin_memory=True)) for _ in range(2)]
+            self.bufs = [
+                (
+                    torch.empty((batch, x.shape[1]), pin_memory=True),
+                    torch.empty(batch, dtype=torch.long, pin_memory=True),
+                    torch.empty(batch, dtype=torch.long, pin_memory=True),
+                )
+                for _ in range(2)
+            ]
             self.events: list[torch.cuda.Event | None] = [None, None]
 
     def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -106,8 +118,13 @@ class _Batches:
         return out  # type: ignore[return-value]
 
 
-def add_noise(wave: torch.Tensor, real_len: torch.Tensor, bank: torch.Tensor, cfg: DualCNNConfig,
-              gen: torch.Generator) -> torch.Tensor:
+def add_noise(
+    wave: torch.Tensor,
+    real_len: torch.Tensor,
+    bank: torch.Tensor,
+    cfg: DualCNNConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
     """Add a random bank clip to a random fraction of the batch at an SNR ~ U(noise_snr_db)."""
     b, dev = wave.shape[0], wave.device
     noise = bank[torch.randint(0, bank.shape[0], (b,), generator=gen, device=dev)]
@@ -122,9 +139,16 @@ def add_noise(wave: torch.Tensor, real_len: torch.Tensor, bank: torch.Tensor, cf
 
 
 class _CNNTask:
-    def __init__(self, model: DualBranchCNN, head: SubClusterAdaCos,
-                 fx_head: SubClusterAdaCos | None, data: _Batches, n_classes: int,
-                 bank: torch.Tensor | None, cfg: DualCNNConfig) -> None:
+    def __init__(
+        self,
+        model: DualBranchCNN,
+        head: SubClusterAdaCos,
+        fx_head: SubClusterAdaCos | None,
+        data: _Batches,
+        n_classes: int,
+        bank: torch.Tensor | None,
+        cfg: DualCNNConfig,
+    ) -> None:
         self.modules: dict[str, torch.nn.Module] = {"model": model}  # the head is inside
         if fx_head is not None:
             self.modules["fx_head"] = fx_head
@@ -134,10 +158,11 @@ class _CNNTask:
     def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
         n, b = self.data.x.shape[0], self.cfg.batch_size
         perm = torch.randperm(n, generator=rand.host)
-        return [perm[s:s + b] for s in range(0, n, b) if min(b, n - s) >= 2]  # BatchNorm needs 2
+        return [perm[s : s + b] for s in range(0, n, b) if min(b, n - s) >= 2]  # BatchNorm needs 2
 
-    def step(self, idx: torch.Tensor, rand: EpochRandom
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    def step(
+        self, idx: torch.Tensor, rand: EpochRandom
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         wave, real_len, y_int = self.data.get(idx)
         target = one_hot(y_int, self.n_classes)
         if self.bank is not None:
@@ -150,8 +175,9 @@ class _CNNTask:
             loss_main = self.head(emb, target)
             loss_fx = torch.zeros((), device=emb.device)
             if self.fx_head is not None:
-                emb_x, target_x = feature_exchange(e_spec, e_spectrum, target,
-                                                   self.cfg.featex_p, rand.device)
+                emb_x, target_x = feature_exchange(
+                    e_spec, e_spectrum, target, self.cfg.featex_p, rand.device
+                )
                 loss_fx = self.fx_head(emb_x, target_x)
             with torch.no_grad():
                 hits = self.head.class_logits(emb).argmax(1) == target.argmax(1)
@@ -162,12 +188,17 @@ class _CNNTask:
         return {"scale": float(self.head.scale)}
 
 
-def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: int,
-                  cfg: DualCNNConfig | None = None, device: str | torch.device = "auto",
-                  progress: Progress | None = None,
-                  noise_waves: Sequence[np.ndarray] | None = None,
-                  work_dir: str | Path | None = None,
-                  name: str = "dualcnn") -> tuple[DualBranchCNN, list[dict]]:
+def train_dualcnn(
+    waves: Sequence[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    cfg: DualCNNConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    noise_waves: Sequence[np.ndarray] | None = None,
+    work_dir: str | Path | None = None,
+    name: str = "dualcnn",
+) -> tuple[DualBranchCNN, list[dict]]:
     """Train one model on all clips (auxiliary classification); returns (model, per-epoch history).
 
     The model is in eval mode, on the training device, with its main AdaCos head attached
@@ -177,32 +208,52 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
     cfg = cfg or DualCNNConfig()
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(waves) != labels.shape[0] or len(waves) < 2:
-        raise ValueError(f"need >= 2 clips with one label each, got {len(waves)} clips, "
-                         f"{labels.shape[0]} labels")
+        raise ValueError(
+            f"need >= 2 clips with one label each, got {len(waves)} clips, {labels.shape[0]} labels"
+        )
     if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels must lie in [0, {n_classes}), got [{labels.min()}, "
-                         f"{labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {n_classes}), got [{labels.min()}, {labels.max()}]"
+        )
     use_noise = bool(cfg.supplemental_noise and noise_waves)
     if cfg.supplemental_noise and not noise_waves:
-        log.warning("dualcnn: supplemental_noise is on but no noise clips were given; "
-                    "training without")
+        log.warning(
+            "dualcnn: supplemental_noise is on but no noise clips were given; training without"
+        )
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
-    length = (int(round(cfg.input_seconds * cfg.sample_rate)) if cfg.input_seconds
-              else max(int(np.asarray(w).size) for w in waves))
+    length = (
+        int(round(cfg.input_seconds * cfg.sample_rate))
+        if cfg.input_seconds
+        else max(int(np.asarray(w).size) for w in waves)
+    )
     arch = ArchConfig(input_len=length, sample_rate=cfg.sample_rate, fit_mode=cfg.fit_mode)
-    fingerprint = {"dualcnn": cfg.fingerprint(), "input_len": length, "n_classes": n_classes,
-                   "data": digest(waves), "labels": digest([labels]),
-                   "noise": digest(noise_waves or []) if use_noise else None}
+    fingerprint = {
+        "dualcnn": cfg.fingerprint(),
+        "input_len": length,
+        "n_classes": n_classes,
+        "data": digest(waves),
+        "labels": digest([labels]),
+        "noise": digest(noise_waves or []) if use_noise else None,
+    }
     with cpu_threads(cfg.threads, dev):
         with global_seed(cfg.seed):
             model = DualBranchCNN(arch)
-        head = SubClusterAdaCos(model.emb_dim, n_classes, cfg.n_subclusters,
-                                learnable_centres=False, seed=cfg.seed)
+        head = SubClusterAdaCos(
+            model.emb_dim, n_classes, cfg.n_subclusters, learnable_centres=False, seed=cfg.seed
+        )
         model.head = head
-        fx_head = (SubClusterAdaCos(model.emb_dim, 3 * n_classes, cfg.n_subclusters,
-                                    learnable_centres=True, seed=cfg.seed + 1)
-                   if cfg.feature_exchange else None)
+        fx_head = (
+            SubClusterAdaCos(
+                model.emb_dim,
+                3 * n_classes,
+                cfg.n_subclusters,
+                learnable_centres=True,
+                seed=cfg.seed + 1,
+            )
+            if cfg.feature_exchange
+            else None
+        )
         model.to(dev)
         # faster on cuDNN, ~20 % with oneDNN on CPU
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -210,12 +261,23 @@ def train_dualcnn(waves: Sequence[np.ndarray], labels: np.ndarray, n_classes: in
             fx_head.to(dev)
         x, lens = _stack(waves, length, cfg.fit_mode, pin=cuda)
         data = _Batches(x, lens, torch.from_numpy(labels), cfg.batch_size, dev)
-        bank = (_stack(list(noise_waves or []), length, "tile", pin=False)[0].to(dev)
-                if use_noise else None)
+        bank = (
+            _stack(list(noise_waves or []), length, "tile", pin=False)[0].to(dev)
+            if use_noise
+            else None
+        )
         task = _CNNTask(model, head, fx_head, data, n_classes, bank, cfg)
-        loop = LoopConfig(name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, amp=cfg.amp, threads=cfg.threads,
-                          cudnn_benchmark=True)
-        history = train(task, loop, dev, fingerprint=fingerprint, work_dir=work_dir,
-                        progress=progress)
+        loop = LoopConfig(
+            name=name,
+            epochs=cfg.epochs,
+            seed=cfg.seed,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            amp=cfg.amp,
+            threads=cfg.threads,
+            cudnn_benchmark=True,
+        )
+        history = train(
+            task, loop, dev, fingerprint=fingerprint, work_dir=work_dir, progress=progress
+        )
     return model, history

@@ -20,12 +20,18 @@ class MeanSpectrum(FrontEnd):
     per_machine = True
     outputs = ("embedding",)
 
-    def fit(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-            progress: Progress | None = None, work_dir: Path | None = None) -> None:
+    def fit(
+        self,
+        clips: Sequence[Clip],
+        inputs: Sequence[np.ndarray],
+        progress: Progress | None = None,
+        work_dir: Path | None = None,
+    ) -> None:
         """Nothing to learn: the back end holds the training statistics."""
 
-    def transform(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray],
-                  output: str) -> np.ndarray:
+    def transform(
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
+    ) -> np.ndarray:
         if output != "embedding":
             raise ConfigError(f"spectral front end gives embeddings, not '{output}'")
         n_mels = int(self.params.get("n_mels", 128))
