@@ -29,7 +29,11 @@ env: $(VENV)/.installed
 demo: env
 	$(BIN)/stethoscope demo --out $(DEMO_OUT)
 
+# lint, format check and type check first (seconds), then the suite
 test: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: env

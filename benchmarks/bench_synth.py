@@ -54,7 +54,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="stethoscope_synth_"))
     last = [0.0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(stage: str, done: float, total: int, info: dict) -> None:
         now = time.perf_counter()
         if now - last[0] > 10 or done == total:
             last[0] = now

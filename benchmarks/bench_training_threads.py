@@ -35,7 +35,7 @@ SPECS = {  # model -> (feature, clips, epochs, epochs measured from)
 def child(model: str, threads: str, data: Path, epochs: int) -> None:
     """One training in this process; prints its per-epoch seconds as JSON."""
     arrays = np.load(data)
-    inputs = [arrays[k] for k in sorted(arrays.files)]
+    inputs = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
     labels = np.arange(len(inputs)) % 2
     n = os.cpu_count() if threads == "all" else int(threads)
     if model == "ae":
@@ -45,13 +45,15 @@ def child(model: str, threads: str, data: Path, epochs: int) -> None:
     elif model == "dualcnn":
         from stethoscope.models.dualcnn import DualCNNConfig, train_dualcnn
 
-        cfg = DualCNNConfig(epochs=epochs, batch_size=8, threads=n)
-        _, hist = train_dualcnn(inputs, labels, 2, cfg, device="cpu")
+        _, hist = train_dualcnn(
+            inputs, labels, 2, DualCNNConfig(epochs=epochs, batch_size=8, threads=n), device="cpu"
+        )
     else:
         from stethoscope.models.acae import ACAEConfig, train_acae
 
-        cfg = ACAEConfig(epochs=epochs, batch_size=8, threads=n)
-        _, _, hist = train_acae(inputs, labels, 2, cfg, device="cpu")
+        _, _, hist = train_acae(
+            inputs, labels, 2, ACAEConfig(epochs=epochs, batch_size=8, threads=n), device="cpu"
+        )
     print(json.dumps([h["seconds"] for h in hist]))
 
 
@@ -97,7 +99,7 @@ def main() -> None:
             data = Path(tmp) / f"{feature}_{n_clips}.npz"
             if not data.exists():
                 inputs = _inputs(args.data, feature, n_clips)
-                np.savez(data, **{f"{i:05d}": x for i, x in enumerate(inputs)})
+                np.savez(data, *inputs)
             print(
                 f"{model}: {epochs} epochs, median s/epoch from epoch {skip + 1} "
                 f"(default threads: {defaults[model]})"

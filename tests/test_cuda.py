@@ -116,7 +116,7 @@ def test_acae_trained_on_cuda_embeds_the_same_on_cpu(tmp_path: Path):
     )
 
     waves, labels = _toy_clips(8, 2, 0.6)
-    params = dict(
+    params: dict = dict(
         input_seconds=0.5,
         freq_bins=32,
         channels=(4, 8),
@@ -137,6 +137,7 @@ def test_acae_trained_on_cuda_embeds_the_same_on_cpu(tmp_path: Path):
     fe.model, fe.head, fe.class_names = model, head, ["a", "b"]
     fe.save(tmp_path)
     cpu_model = ACAEFrontEnd.load(tmp_path, device="cpu").model
+    assert cpu_model is not None
     z_cpu = embed(cpu_model, waves, device="cpu")
     assert _cosine(z_gpu, z_cpu).min() > 0.999
     np.testing.assert_allclose(

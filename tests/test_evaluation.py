@@ -172,6 +172,7 @@ def test_dev_name_submission_matches_independent_computation(tmp_path: Path) -> 
         assert getattr(m, f"precision_{domain}") == pytest.approx(tp / decisions[in_domain].sum())
         assert getattr(m, f"recall_{domain}") == pytest.approx(tp / y[in_domain].sum())
     assert m.pauc == roc_auc_score(y, scores, max_fpr=0.1)
+    assert m.auc_target is not None and m.auc_source is not None
     assert m.auc_target < m.auc_source  # target normals were shifted towards the anomalies
 
 

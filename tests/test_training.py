@@ -37,14 +37,16 @@ class ToyTask:
         self.y = self.x @ torch.tensor([1.0, -2.0, 3.0, 0.5]) + shift
         with global_seed(seed):
             self.net = nn.Sequential(nn.Linear(4, 16), nn.Dropout(dropout), nn.Linear(16, 1))
-        self.modules = {"net": self.net}
+        self.modules: dict[str, nn.Module] = {"net": self.net}
         self.batch = batch
         self.threads_seen: list[int] = []
 
     def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
         return list(torch.randperm(len(self.x), generator=rand.host).split(self.batch))
 
-    def step(self, idx: torch.Tensor, rand: EpochRandom):
+    def step(
+        self, idx: torch.Tensor, rand: EpochRandom
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         self.threads_seen.append(torch.get_num_threads())
         pred = self.net(self.x[idx])[:, 0]
         err = pred - self.y[idx]
@@ -194,7 +196,7 @@ def test_broken_checkpoint_is_a_model_error(tmp_path):
 
 def kill_case(name: str) -> tuple[dict, list[Clip], list[np.ndarray]]:
     """Settings, clips and waveforms of the SIGKILL tests: 16 one-second tones of two classes."""
-    params = {
+    cases: dict[str, dict] = {
         "dualcnn": dict(input_seconds=1.0, epochs=3, batch_size=8, n_subclusters=2, threads=1),
         "acae": dict(
             input_seconds=0.5,
@@ -208,7 +210,8 @@ def kill_case(name: str) -> tuple[dict, list[Clip], list[np.ndarray]]:
             epochs=3,
             threads=1,
         ),
-    }[name]
+    }
+    params = cases[name]
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     clips, waves = [], []

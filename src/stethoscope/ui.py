@@ -17,10 +17,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from stethoscope.progress import Progress as ProgressFn
 
 console = Console(stderr=True)
 
@@ -41,9 +44,9 @@ class ProgressDisplay:
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
 
-    def __call__(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
+    def __call__(self, stage: str, done: float, total: int, info: dict | None = None) -> None:
         text = _fmt(info or {})
         task = self._tasks.get(stage)
         if task is not None and self._progress.tasks[task].finished and done < total:
@@ -91,7 +94,7 @@ class LineProgress:
 
 
 @contextmanager
-def progress_display(enabled: bool = True) -> Iterator[ProgressDisplay | LineProgress | None]:
+def progress_display(enabled: bool = True) -> Iterator[ProgressFn | None]:
     if not enabled:
         yield None
         return

@@ -1,8 +1,8 @@
 """The official AE baseline's two scores, computed from reconstruction residuals (SPEC 4.1, 5.4).
 
 Input of both back ends: one (T_i, D) array per clip of residuals ``x - x_hat`` of the clip's frame
-vectors (see :func:`stethoscope.models.ae.trainer.reconstruction_residuals`); ``FitData.x`` holds the
-residuals of the *training* clips, ``FitData.domains`` their domains.
+vectors (see :func:`stethoscope.models.ae.trainer.reconstruction_residuals`); ``FitData.x`` holds
+the residuals of the *training* clips, ``FitData.domains`` their domains.
 
 ``ae-mse``: score = mean over the clip's vectors of the mean squared residual (= mean of all squared
 residual entries), exactly the official ``F.mse_loss(recon, x).mean()``. Nothing is fitted.
@@ -10,32 +10,33 @@ residual entries), exactly the official ``F.mse_loss(recon, x).mean()``. Nothing
 ``ae-mahala``. What the official code (nttcslab/dcase2023_task2_baseline_ae, ``networks/criterion/
 mahala.py`` and ``networks/dcase2023t2_ae/dcase2023t2_ae.py``, unchanged for 2023-2025) computes:
 
-1. Covariances, after training, in one extra eval-mode pass over the shuffled training loader (the 90 %
-   training split, batches of 256 vectors). In each batch the residuals of the source vectors are cut
-   into ``block_size`` = n_mels = 128-dim blocks (the 640-dim vector is 5 frames x 128 mels, frame-major,
-   so a block is one frame's residual), centred by the mean block *of that batch*, and ``diff.T @ diff``
-   is accumulated; likewise for the batch's target vectors. The sums are divided by (number of
-   *vectors* - 1), not blocks, so each matrix is 640/128 = 5 times a per-block covariance (a constant
-   factor on all scores). No target vectors: target covariance = source covariance. Inverted with
-   ``torch.inverse`` in float32, no regularisation.
-2. Score of a clip: its blocks ``delta`` (5T x 128), the full matrix ``delta @ P @ delta.T`` (5T x 5T),
-   averaged over all entries. That equals ``m.T @ P @ m`` with ``m`` the clip's mean residual block: the
-   *squared* Mahalanobis norm of the mean residual, with no training mean subtracted. The clip's score is
-   the minimum of the source and target values.
+1. Covariances, after training, in one extra eval-mode pass over the shuffled training loader (the
+   90 % training split, batches of 256 vectors). In each batch the residuals of the source vectors
+   are cut into ``block_size`` = n_mels = 128-dim blocks (the 640-dim vector is 5 frames x 128 mels,
+   frame-major, so a block is one frame's residual), centred by the mean block *of that batch*, and
+   ``diff.T @ diff`` is accumulated; likewise for the batch's target vectors. The sums are divided
+   by (number of *vectors* - 1), not blocks, so each matrix is 640/128 = 5 times a per-block
+   covariance (a constant factor on all scores). No target vectors: target covariance = source
+   covariance. Inverted with ``torch.inverse`` in float32, no regularisation.
+2. Score of a clip: its blocks ``delta`` (5T x 128), the full matrix ``delta @ P @ delta.T`` (5T x
+   5T), averaged over all entries. That equals ``m.T @ P @ m`` with ``m`` the clip's mean residual
+   block: the *squared* Mahalanobis norm of the mean residual, with no training mean subtracted. The
+   clip's score is the minimum of the source and target values.
 
-What we implement (``variant="official"``, ``reduction="mean_residual"``, the defaults): the same, with
-these differences: (a) the covariances use the residuals of *all* training clips passed in (the caller
-decides; the official pass uses only its 90 % training split); (b) the batches are our own seeded
-permutation (``FitData.seed``) of all vectors, so per-batch centring matches in kind, not batch for
-batch; (c) float64 throughout, a tiny ridge ``ridge * trace(S)/b * I`` (1e-6) and a Cholesky inverse
-(pseudo-inverse if Cholesky fails) instead of a bare inverse; (d) when the target domain has few
-blocks (``n_t < min_target_blocks``, default 10 * block_size), the target covariance is shrunk towards
-the source one, ``w*S_t + (1-w)*S_s`` with ``w = n_t / min_target_blocks``; with DCASE2025's 10 target
-clips (~3000 vectors, ~15000 blocks) ``w = 1`` and this equals the official computation.
+What we implement (``variant="official"``, ``reduction="mean_residual"``, the defaults): the same,
+with these differences: (a) the covariances use the residuals of *all* training clips passed in (the
+caller decides; the official pass uses only its 90 % training split); (b) the batches are our own
+seeded permutation (``FitData.seed``) of all vectors, so per-batch centring matches in kind, not
+batch for batch; (c) float64 throughout, a tiny ridge ``ridge * trace(S)/b * I`` (1e-6) and a
+Cholesky inverse (pseudo-inverse if Cholesky fails) instead of a bare inverse; (d) when the target
+domain has few blocks (``n_t < min_target_blocks``, default 10 * block_size), the target covariance
+is shrunk towards the source one, ``w*S_t + (1-w)*S_s`` with ``w = n_t / min_target_blocks``; with
+DCASE2025's 10 target clips (~3000 vectors, ~15000 blocks) ``w = 1`` and this equals the official
+computation.
 
-Options beyond the official code: ``variant="clean"`` centres each domain at its global mean block and
-divides by (blocks - 1), a proper per-block covariance; ``reduction="mean_distance"`` averages the
-squared Mahalanobis norm of every block instead of taking the norm of the mean block;
+Options beyond the official code: ``variant="clean"`` centres each domain at its global mean block
+and divides by (blocks - 1), a proper per-block covariance; ``reduction="mean_distance"`` averages
+the squared Mahalanobis norm of every block instead of taking the norm of the mean block;
 ``block_size=None`` uses the whole D-dim residual as one block.
 """
 
@@ -211,7 +212,7 @@ class AEMahalaBackend(Backend):
             stats = self._scatter_clean(clips, dom, b)
         if not stats:
             raise ValueError("no source or target training clips")
-        src = stats.get("source", stats.get("target"))
+        src = stats["source"] if "source" in stats else stats["target"]
         tgt = stats.get("target")
         info: dict[str, Any] = {
             "block_size": b,

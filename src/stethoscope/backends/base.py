@@ -72,6 +72,16 @@ class Backend(ABC):
 
 
 BACKENDS: Registry[type[Backend]] = Registry("back end")
+T = TypeVar("T")
+
+
+def fitted(value: T | None, backend: str) -> T:
+    """``value`` of a fitted back end's state; RuntimeError when the back end is not fitted."""
+    if value is None:
+        raise RuntimeError(f"{backend}: not fitted")
+    return value
+
+
 B = TypeVar("B", bound=type[Backend])
 
 
@@ -94,12 +104,12 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def clip_embeddings(x: BackendInput) -> np.ndarray:
     """(N, D) unit-length clip embeddings; (N, V, D) view stacks are pooled by their mean direction."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3:
-        x = l2_normalise(x).mean(axis=1)
-    if x.ndim != 2:
-        raise ValueError(f"expected (N, D) or (N, V, D) embeddings, got shape {x.shape}")
-    return l2_normalise(x)
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 3:
+        arr = l2_normalise(arr).mean(axis=1)
+    if arr.ndim != 2:
+        raise ValueError(f"expected (N, D) or (N, V, D) embeddings, got shape {arr.shape}")
+    return l2_normalise(arr)
 
 
 def min_cosine_distance(z: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -4,10 +4,10 @@ One centre per domain, because the ~10 target clips would barely move a pooled m
 source clips dominate; the min over centres lets a clip be judged by the domain it resembles.
 The matching threshold is the minimum covering volume radius (``decision/mcv.py``).
 
-``per="class"`` (beyond the report) keeps one centre per auxiliary class instead: an embedding trained
-with an angular-margin loss spreads a section's attribute classes apart on the sphere, so the mean of
-several classes can lie between them, where confidently embedded normal clips are *farther* from it
-than ambiguous anomalous ones.
+``per="class"`` (beyond the report) keeps one centre per auxiliary class instead: an embedding
+trained with an angular-margin loss spreads a section's attribute classes apart on the sphere, so
+the mean of several classes can lie between them, where confidently embedded normal clips are
+*farther* from it than ambiguous anomalous ones.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import numpy as np
 
 from stethoscope.backends.base import (
     Backend,
+    BackendInput,
     FitData,
     clip_embeddings,
+    fitted,
     l2_normalise,
     min_cosine_distance,
     register_backend,
@@ -55,13 +57,12 @@ class CosineCentreBackend(Backend):
         self.centre_domains = list(groups)
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        if self.centres is None:
-            raise RuntimeError("cosine-centre: not fitted")
-        return min_cosine_distance(clip_embeddings(x), self.centres)
+    def score(self, x: BackendInput) -> np.ndarray:
+        return min_cosine_distance(clip_embeddings(x), fitted(self.centres, "cosine-centre"))
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return {"centres": self.centres}, {"per": self.per, "centre_domains": self.centre_domains}
+        arrays = {"centres": fitted(self.centres, "cosine-centre")}
+        return arrays, {"per": self.per, "centre_domains": self.centre_domains}
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> CosineCentreBackend:

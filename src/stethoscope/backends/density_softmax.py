@@ -3,12 +3,14 @@
 DensitySoftmax multiplies a classifier's logits by a normalised feature density p~(x) in [0, 1]
 before the softmax: far from the training data the logits shrink and the softmax flattens, so low
 confidence signals "unlike any known class". Here the classifier is built from the training
-embeddings of one machine type and section (the front end's own head is not available to a back end):
+embeddings of one machine type and section (the front end's own head is not available to a back
+end):
 
 * classes i = auxiliary attribute classes of the section (``FitData.classes``), or the domains when
   no classes are given; class-conditional Gaussians N(mu_i, Sigma) with one tied covariance,
   Ledoit-Wolf shrunk because target classes have ~10 clips (pooled within-class residuals).
-* l_i(x) = log N(x; mu_i, Sigma) = -d_i(x)^2 / 2 - log det(2 pi Sigma) / 2, d_i = Mahalanobis distance.
+* l_i(x) = log N(x; mu_i, Sigma) = -d_i(x)^2 / 2 - log det(2 pi Sigma) / 2, d_i = Mahalanobis
+  distance.
 * L(x) = logsumexp_i l_i(x) - log C: the feature density, uniform class prior so the ~10-clip target
   classes weigh as much as source classes (empirical priors would call every target clip rare).
 * p~(x) = min(1, exp((L(x) - L_max) / T)) with L_max = max over training clips of L. T = 1 is the
@@ -34,8 +36,10 @@ from sklearn.covariance import ledoit_wolf
 
 from stethoscope.backends.base import (
     Backend,
+    BackendInput,
     FitData,
     clip_embeddings,
+    fitted,
     l2_normalise,
     register_backend,
 )
@@ -105,13 +109,14 @@ class DensitySoftmaxBackend(Backend):
         return self
 
     def _cache(self) -> None:
-        self._w_means = self.means @ self.whitener.T
-        self._dirs = l2_normalise(self.means)
+        means = fitted(self.means, "density-softmax")
+        self._w_means = means @ fitted(self.whitener, "density-softmax").T
+        self._dirs = l2_normalise(means)
 
     # ------------------------------------------------------------ quantities
     def mahalanobis_sq(self, z: np.ndarray) -> np.ndarray:
         """(N, C) squared Mahalanobis distances to the class means under the tied covariance."""
-        y = z @ self.whitener.T
+        y = z @ fitted(self.whitener, "density-softmax").T
         d2 = (
             (y * y).sum(1, keepdims=True)
             - 2.0 * y @ self._w_means.T
@@ -126,7 +131,9 @@ class DensitySoftmaxBackend(Backend):
 
     def log_density(self, z: np.ndarray) -> np.ndarray:
         """(N,) L(x) = log of the uniform mixture of class Gaussians."""
-        return logsumexp(self.class_log_densities(z), axis=1) - np.log(len(self.means))
+        return logsumexp(self.class_log_densities(z), axis=1) - np.log(
+            len(fitted(self.means, "density-softmax"))
+        )
 
     def density(self, x: np.ndarray) -> np.ndarray:
         """(N,) normalised density p~(x) in [0, 1] (1 = as dense as the densest training clip)."""
@@ -149,22 +156,24 @@ class DensitySoftmaxBackend(Backend):
         return -0.5 * self.mahalanobis_sq(z)
 
     # ---------------------------------------------------------------- scoring
-    def score(self, x: np.ndarray) -> np.ndarray:
-        if self.means is None:
-            raise RuntimeError("density-softmax: not fitted")
+    def score(self, x: BackendInput) -> np.ndarray:
+        means = fitted(self.means, "density-softmax")
         z = clip_embeddings(x)
         if self.variant == "neg-logsumexp":
             return -logsumexp(self.class_log_densities(z), axis=1)
         if self.variant == "min-mahalanobis":
             return np.sqrt(self.mahalanobis_sq(z).min(axis=1))
         dens = self._density(z)
-        if len(self.means) == 1:
+        if len(means) == 1:
             return 1.0 - dens
         return 1.0 - softmax(dens[:, None] * self._logits(z), axis=1).max(axis=1)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        arrays = {"means": self.means, "whitener": self.whitener}
+        arrays = {
+            "means": fitted(self.means, "density-softmax"),
+            "whitener": fitted(self.whitener, "density-softmax"),
+        }
         meta = {
             "variant": self.variant,
             "logits": self.logits_kind,

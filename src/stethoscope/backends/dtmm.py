@@ -3,24 +3,26 @@
 Fit, per machine type and section, on training clips only:
 
 1. Views of every clip are length-normalised and reduced by a whitening PCA fitted on all training
-   views (``n_pca`` dims, fewer when there are few vectors). Whitening makes ``reg_covar`` unit-free;
-   every KL below is affine invariant, so it does not change the divergences themselves.
-   PCA alone is blind to a clip that leaves the training subspace (its projection can land inside the
-   mixture's support); ``residual=True`` (beyond the report, off by default) appends the standardised
-   norm of the PCA reconstruction residual as one more dimension so such clips shift a mean.
-2. Clips are split into a model-training and a threshold-training set (``train_ratio``, default 0.7),
-   stratified by domain so that the ~10 target clips land in both sets.
-3. Baseline: ``BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process")`` with up
-   to ``max_components`` components on all views of the model-training clips. Covariance ``"full"``
-   by default (16 dims x 10 components is cheap and models correlated embedding dims); ``"diag"`` is
-   available for tiny sections. Components with weight < ``min_weight`` are dropped once, here, and the
-   remaining ones keep their fitted order for every later evolution.
+   views (``n_pca`` dims, fewer when there are few vectors). Whitening makes ``reg_covar``
+   unit-free; every KL below is affine invariant, so it does not change the divergences themselves.
+   PCA alone is blind to a clip that leaves the training subspace (its projection can land inside
+   the mixture's support); ``residual=True`` (beyond the report, off by default) appends the
+   standardised norm of the PCA reconstruction residual as one more dimension so such clips shift a
+   mean.
+2. Clips are split into a model-training and a threshold-training set (``train_ratio``, default
+   0.7), stratified by domain so that the ~10 target clips land in both sets.
+3. Baseline: ``BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process")`` with
+   up to ``max_components`` components on all views of the model-training clips. Covariance
+   ``"full"`` by default (16 dims x 10 components is cheap and models correlated embedding dims);
+   ``"diag"`` is available for tiny sections. Components with weight < ``min_weight`` are dropped
+   once, here, and the remaining ones keep their fitted order for every later evolution.
 
-Evolution (MAP adaptation with the order fixed), from a prior mixture (baseline, or the previous state
-in a stream), with responsibilities r_nk of the clip's views Y under the current mixture:
+Evolution (MAP adaptation with the order fixed), from a prior mixture (baseline, or the previous
+state in a stream), with responsibilities r_nk of the clip's views Y under the current mixture:
 
-* means: Gaussian random-walk prior mu'_k ~ N(mu_k, Sigma_k / tau) (tau = 1 / ``random_walk_var``, the
-  walk's variance relative to the component covariance), so mu'_k = (tau mu_k + sum_n r_nk y_n) / (tau + N_k);
+* means: Gaussian random-walk prior mu'_k ~ N(mu_k, Sigma_k / tau) (tau = 1 / ``random_walk_var``,
+  the walk's variance relative to the component covariance), so mu'_k = (tau mu_k + sum_n r_nk y_n)
+  / (tau + N_k);
 * weights: Dirichlet prior centred on the prior weights, Dir(alpha w + 1), whose MAP is
   w'_k proportional to alpha w_k + N_k. alpha is a pseudo-count against the clip's V views (default
   100): a small alpha lets the KL(w'||w) term dominate, and since a ~10-clip target domain sits in
@@ -40,13 +42,21 @@ baseline uses all clips and the threshold their in-sample KLs (``threshold_in_sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.decomposition import PCA
 from sklearn.mixture import BayesianGaussianMixture
 
-from stethoscope.backends.base import Backend, FitData, l2_normalise, register_backend
+from stethoscope.backends.base import (
+    Backend,
+    BackendInput,
+    FitData,
+    fitted,
+    l2_normalise,
+    register_backend,
+)
 from stethoscope.backends.mixture_kl import mixture_kl
 
 MIN_MODEL_CLIPS = 5
@@ -106,7 +116,8 @@ def stratified_split(
     """(model, threshold) clip indices; every domain with >= 2 clips puts at least one in each set."""
     rng = np.random.default_rng(seed)
     domains = np.asarray(domains).astype(str)
-    model, thr = [], []
+    model: list[int] = []
+    thr: list[int] = []
     for dom in sorted(set(domains)):
         idx = rng.permutation(np.flatnonzero(domains == dom))
         n = len(idx)
@@ -145,7 +156,7 @@ class DtMMBackend(Backend):
             raise ValueError(
                 "dtmm: need 0 < train_ratio <= 1, random_walk_var > 0, alpha >= 0, nu >= 0"
             )
-        self.params = dict(
+        self.params: dict[str, Any] = dict(
             n_pca=int(n_pca),
             train_ratio=float(train_ratio),
             max_components=int(max_components),
@@ -162,9 +173,9 @@ class DtMMBackend(Backend):
             residual=bool(residual),
         )
         self.tau = 1.0 / float(random_walk_var)
-        self.pca_mean: np.ndarray | None = None
-        self.pca_components: np.ndarray | None = None
-        self.pca_scale: np.ndarray | None = None
+        self.pca_mean = np.zeros(0)
+        self.pca_components = np.zeros((0, 0))
+        self.pca_scale = np.zeros(0)
         self.resid_stats = np.array([0.0, 1.0])  # mean, std of the residual norm (residual=True)
         self.baseline: Mixture | None = None
         self.held_out: np.ndarray | None = None
@@ -268,11 +279,11 @@ class DtMMBackend(Backend):
 
     def kl_to_baseline(self, mix: Mixture) -> float:
         """Matched-component KL(evolved || baseline)."""
-        b = self.baseline
+        b = fitted(self.baseline, "dtmm")
         return mixture_kl(mix.weights, mix.means, mix.covs, b.weights, b.means, b.covs)
 
     def _kl_projected(self, y: np.ndarray) -> float:
-        return self.kl_to_baseline(self._evolve_projected(y, self.baseline))
+        return self.kl_to_baseline(self._evolve_projected(y, fitted(self.baseline, "dtmm")))
 
     def threshold_scores(self, data: FitData) -> np.ndarray:
         """KLs of the held-out threshold-training clips (SPEC 5.3 step 6)."""
@@ -281,16 +292,15 @@ class DtMMBackend(Backend):
         return self.held_out
 
     # ---------------------------------------------------------------- scoring
-    def score(self, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        if self.baseline is None:
-            raise RuntimeError("dtmm: not fitted")
+    def score(self, x: BackendInput) -> np.ndarray:
+        fitted(self.baseline, "dtmm")
         return np.array(
             [self._kl_projected(self.project(v)) for v in clip_views(x)], dtype=np.float64
         )
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        b = self.baseline
+        b = fitted(self.baseline, "dtmm")
         arrays = {
             "pca_mean": self.pca_mean,
             "pca_components": self.pca_components,
@@ -299,7 +309,7 @@ class DtMMBackend(Backend):
             "weights": b.weights,
             "means": b.means,
             "covs": b.covs,
-            "held_out": self.held_out,
+            "held_out": fitted(self.held_out, "dtmm"),
         }
         meta = {
             "params": self.params,
@@ -362,16 +372,18 @@ class Monitor:
         self.backend = backend
         self.forgetting = float(forgetting)
         self.carry_weights = bool(carry_weights)
-        self.threshold = float(backend.threshold if threshold is None else threshold)
+        self.threshold = float(
+            fitted(backend.threshold, "dtmm") if threshold is None else threshold
+        )
         self.reset()
 
     def reset(self) -> None:
-        self.state: Mixture = self.backend.baseline
+        self.state: Mixture = fitted(self.backend.baseline, "dtmm")
         self.history: list[MonitorStep] = []
 
     def update(self, views: np.ndarray) -> MonitorStep:
         """Feed one clip's (V, D) view embeddings; returns its step (KL of the new state, alert flag)."""
-        base = self.backend.baseline
+        base = fitted(self.backend.baseline, "dtmm")
         prior = self.state.blend(base, self.forgetting)
         if not self.carry_weights:
             prior = Mixture(base.weights, prior.means, prior.covs)

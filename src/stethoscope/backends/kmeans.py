@@ -21,8 +21,10 @@ from sklearn.cluster import KMeans
 
 from stethoscope.backends.base import (
     Backend,
+    BackendInput,
     FitData,
     clip_embeddings,
+    fitted,
     l2_normalise,
     min_cosine_distance,
     register_backend,
@@ -90,16 +92,15 @@ class KMeansBackend(Backend):
             km = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed).fit(src)
         return l2_normalise(km.cluster_centers_)
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        if self.centres is None:
-            raise RuntimeError("kmeans: not fitted")
+    def score(self, x: BackendInput) -> np.ndarray:
+        centres = fitted(self.centres, "kmeans")
         z = clip_embeddings(x)
         k = self.n_source_centres
-        if self.domain_norm == "none" or k == 0 or k == len(self.centres):
-            return min_cosine_distance(z, self.centres)
+        if self.domain_norm == "none" or k == 0 or k == len(centres):
+            return min_cosine_distance(z, centres)
         return np.minimum(
-            min_cosine_distance(z, self.centres[:k]) / self.scales[0],
-            min_cosine_distance(z, self.centres[k:]) / self.scales[1],
+            min_cosine_distance(z, centres[:k]) / self.scales[0],
+            min_cosine_distance(z, centres[k:]) / self.scales[1],
         )
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -109,7 +110,12 @@ class KMeansBackend(Backend):
             "n_source_centres": self.n_source_centres,
             "domain_norm": self.domain_norm,
         }
-        return {"centres": self.centres, "scales": self.scales, "held_out": self.held_out}, meta
+        arrays = {
+            "centres": fitted(self.centres, "kmeans"),
+            "scales": self.scales,
+            "held_out": fitted(self.held_out, "kmeans"),
+        }
+        return arrays, meta
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], meta: dict) -> KMeansBackend:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stethoscope.backends.base import Backend, FitData, register_backend
+from stethoscope.backends.base import Backend, BackendInput, FitData, fitted, register_backend
 
 
 @register_backend("zscore")
@@ -37,14 +37,15 @@ class ZScoreDistance(Backend):
         self.means, self.stds, self.domains = np.stack(means), np.stack(stds), names
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        z = (x[:, None, :] - self.means[None]) / self.stds[None]
+    def score(self, x: BackendInput) -> np.ndarray:
+        means, stds = fitted(self.means, "zscore"), fitted(self.stds, "zscore")
+        arr = np.asarray(x, dtype=np.float64)
+        z = (arr[:, None, :] - means[None]) / stds[None]
         return np.sqrt((z**2).mean(axis=2)).min(axis=1)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         return (
-            {"means": self.means, "stds": self.stds},
+            {"means": fitted(self.means, "zscore"), "stds": fitted(self.stds, "zscore")},
             {"min_std": self.min_std, "domains": self.domains},
         )
 

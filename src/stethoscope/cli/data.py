@@ -17,6 +17,7 @@ from stethoscope.cli.options import (
     machine_list,
     report_failures,
 )
+from stethoscope.data.catalog import OnError
 
 
 @click.command()
@@ -86,7 +87,7 @@ def features(
     cache_dir: Path | None,
     device: str,
     machines: str | None,
-    on_error: str,
+    on_error: OnError,
 ) -> None:
     """Precompute and cache the features of every clip; prints clips/s."""
     from stethoscope.data import Catalog

@@ -16,6 +16,7 @@ from stethoscope.cli.options import (
     machine_list,
     report_failures,
 )
+from stethoscope.data.catalog import OnError
 
 
 @click.command()
@@ -33,7 +34,7 @@ def score(
     machines: str | None,
     cache_dir: Path | None,
     device: str,
-    on_error: str,
+    on_error: OnError,
 ) -> None:
     """Score the test clips of ROOT with a saved model: official score/decision CSVs."""
     from stethoscope.data import Catalog

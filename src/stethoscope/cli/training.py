@@ -16,6 +16,7 @@ from stethoscope.cli.options import (
     machine_list,
     report_failures,
 )
+from stethoscope.data.catalog import OnError
 
 
 @click.command()
@@ -35,7 +36,7 @@ def fit(
     machines: str | None,
     cache_dir: Path | None,
     device: str,
-    on_error: str,
+    on_error: OnError,
 ) -> None:
     """Train a system on the training clips of ROOT and save it to a model directory.
 
@@ -104,7 +105,7 @@ def run(
     machines: str | None,
     cache_dir: Path | None,
     device: str,
-    on_error: str,
+    on_error: OnError,
 ) -> None:
     """Fit, score, decide and evaluate systems; resumes an interrupted run."""
     from stethoscope.pipeline.spec import StudySpec

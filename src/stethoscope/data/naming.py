@@ -1,7 +1,7 @@
 """File-name grammar of the DCASE Task 2 editions.
 
-The DCASE names carry the labels we train and evaluate with, so parsing them is the one place where a
-typo in a dataset turns into wrong metrics: anything off the scheme raises ``NamingError``.
+The DCASE names carry the labels we train and evaluate with, so parsing them is the one place where
+a typo in a dataset turns into wrong metrics: anything off the scheme raises ``NamingError``.
 """
 
 from __future__ import annotations

@@ -21,21 +21,28 @@ class ThresholdRule(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = params
-        self.value: float | None = None
+        self._value: float | None = None
+
+    @property
+    def value(self) -> float:
+        """The fitted threshold."""
+        if self._value is None:
+            raise RuntimeError(f"{self.name}: threshold not fitted")
+        return self._value
 
     @abstractmethod
     def compute(self, train_scores: np.ndarray) -> float: ...
 
     def fit(self, train_scores: np.ndarray) -> float:
+        """Fit on training scores; NaN marks a clip its back end could not score as unseen."""
         s = np.asarray(train_scores, dtype=np.float64).ravel()
+        s = s[~np.isnan(s)]
         if s.size == 0 or not np.all(np.isfinite(s)):
             raise ValueError(f"{self.name}: need finite training scores, got {s.size} values")
-        self.value = float(self.compute(s))
-        return self.value
+        self._value = float(self.compute(s))
+        return self._value
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
-        if self.value is None:
-            raise RuntimeError(f"{self.name}: threshold not fitted")
         return (np.asarray(scores) > self.value).astype(np.int64)
 
     def get_state(self) -> dict:
@@ -44,7 +51,7 @@ class ThresholdRule(ABC):
     @classmethod
     def from_state(cls, meta: dict) -> ThresholdRule:
         rule = THRESHOLDS.get(meta["rule"])(**meta.get("params", {}))
-        rule.value = meta["value"]
+        rule._value = float(meta["value"])
         return rule
 
 

@@ -1,8 +1,9 @@
 """Gamma threshold (SPEC 5.6): the official baselines' rule.
 
 Anomaly scores of normal clips are positive and right-skewed, so a gamma fit (shape, loc, scale, as
-``scipy.stats.gamma.fit`` gives them, like the official baseline) extrapolates the tail more smoothly
-than the empirical percentile of a few hundred clips. Threshold = the fitted ``percentile`` (default 90).
+``scipy.stats.gamma.fit`` gives them, like the official baseline) extrapolates the tail more
+smoothly than the empirical percentile of a few hundred clips. Threshold = the fitted ``percentile``
+(default 90).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Scoring a submission folder, with labels from development names or from an official ground truth.
 
 Two sources of truth exist: on the development set the labels and domains are in the clip names
-(``section_00_target_test_anomaly_0003_<attrs>.wav``); on the evaluation set they are in a ground-truth
-folder laid out like the official evaluator's (``ground_truth_data/``, ``ground_truth_domain/`` and
-``ground_truth_attributes/``, one ``ground_truth_<machine>_section_<ss>_test.csv`` each). Rows are
-joined on the file name; unlike the official script, which pairs sorted rows by position, a missing or
-extra name is an error rather than a silent misalignment.
+(``section_00_target_test_anomaly_0003_<attrs>.wav``); on the evaluation set they are in a
+ground-truth folder laid out like the official evaluator's (``ground_truth_data/``,
+``ground_truth_domain/`` and ``ground_truth_attributes/``, one
+``ground_truth_<machine>_section_<ss>_test.csv`` each). Rows are joined on the file name; unlike the
+official script, which pairs sorted rows by position, a missing or extra name is an error rather
+than a silent misalignment.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class EvaluationResult:
         """Rebuild from ``to_json_dict`` output (``auc_all`` and clip data are not in the schema)."""
         machines = {
             machine: {
-                section: SectionMetrics(auc_all=None, **{k: values[k] for k in SCHEMA_KEYS})  # type: ignore[arg-type]
+                section: SectionMetrics(auc_all=None, **{k: values[k] for k in SCHEMA_KEYS})
                 for section, values in sections.items()
             }
             for machine, sections in data["machines"].items()

@@ -80,7 +80,7 @@ def _preview(names: Sequence[str], mask: np.ndarray, limit: int = 5) -> str:
     return ", ".join(picked) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _as_labels(labels: Sequence, context: str) -> np.ndarray:
+def _as_labels(labels: Sequence | np.ndarray, context: str) -> np.ndarray:
     """0 = normal, 1 = anomaly; the strings of the file names are accepted too."""
     table = {"normal": 0, "anomaly": 1, 0: 0, 1: 1}
     try:
@@ -172,7 +172,7 @@ def evaluate_section(
         auc_all=float(roc_auc_score(y, s)),
         pauc=float(roc_auc_score(y, s, max_fpr=MAX_FPR)),
         notes=tuple(notes),
-        **values,  # type: ignore[arg-type]
+        **values,
     )
 
 
@@ -210,8 +210,8 @@ def official_score(sections: Iterable[SectionMetrics]) -> float:
 def _roc_area_sorted(y: np.ndarray, s: np.ndarray, max_fpr: float | None) -> float:
     """ROC area for clips sorted by descending score, the same curve and McClish step as sklearn.
 
-    A re-derivation rather than a call into sklearn so that the N leave-one-out areas of the jackknife
-    cost O(N) each on pre-sorted data; it agrees with ``roc_auc_score`` to rounding error.
+    A re-derivation rather than a call into sklearn so that the N leave-one-out areas of the
+    jackknife cost O(N) each on pre-sorted data; it agrees with ``roc_auc_score`` to rounding error.
     """
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
     tps = np.cumsum(y)[last_of_tie]
@@ -258,7 +258,11 @@ def official_score_ci95(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean([auc_ci, pauc_ci]))
 
 
-def roc_area(labels: Sequence, scores: Sequence[float], max_fpr: float | None = None) -> float:
+def roc_area(
+    labels: Sequence | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    max_fpr: float | None = None,
+) -> float:
     """The jackknife's area function on unsorted input (exposed so tests can check it against sklearn)."""
     y = _as_labels(labels, "clips")
     s = np.asarray(scores, dtype=np.float64)

@@ -1,12 +1,12 @@
 """The official evaluator's ``<system>_result.csv`` layout, reproduced row for row.
 
 Participants and organisers compare systems with this file, so ours must be interchangeable with the
-official one: per machine type a block of per-section metrics followed by arithmetic, harmonic, source
-harmonic and target harmonic means; then the same means over all machine types, sections and domains;
-then the official score and its "ci95" row. Means follow the official pooling: the AUC column pools
-[AUC-s..., AUC-t...], the pAUC column [pAUC..., pAUC...], precision/recall/F1 their source and target
-values. Floats are written at full precision (``repr``); a metric that is ``None`` (a domain without
-normal clips) is an empty cell and is left out of the means.
+official one: per machine type a block of per-section metrics followed by arithmetic, harmonic,
+source harmonic and target harmonic means; then the same means over all machine types, sections and
+domains; then the official score and its "ci95" row. Means follow the official pooling: the AUC
+column pools [AUC-s..., AUC-t...], the pAUC column [pAUC..., pAUC...], precision/recall/F1 their
+source and target values. Floats are written at full precision (``repr``); a metric that is ``None``
+(a domain without normal clips) is an empty cell and is left out of the means.
 """
 
 from __future__ import annotations

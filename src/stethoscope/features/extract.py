@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +166,7 @@ def _stat_reason(exc: OSError) -> str:
     return f"cannot read file ({exc.strerror or exc})"
 
 
-def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Iterator[R]:
+def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Generator[R, None, None]:
     """``map(fn, items)`` on ``workers`` threads, results in order, at most ``workers + 1`` ahead.
 
     On leaving early (an error, or the caller stopping), queued items are cancelled and the

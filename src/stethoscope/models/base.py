@@ -1,7 +1,7 @@
 """The front-end contract: everything the pipeline asks of a trained model, whatever its architecture.
 
-A front end turns clips (their cached features) into back-end inputs. Each front end lives in its own
-package (``models/<name>/``) with the torch module, its training and its inference in separate
+A front end turns clips (their cached features) into back-end inputs. Each front end lives in its
+own package (``models/<name>/``) with the torch module, its training and its inference in separate
 modules; the class registered here only wires clips and features to them, so the same pipeline
 trains the per-machine AE and the joint dual-branch CNN.
 """

@@ -7,6 +7,7 @@ is evaluated exactly as on real data, just on less of it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from stethoscope.pipeline.spec import StudySpec
 from stethoscope.pipeline.study import execute_study
@@ -14,7 +15,7 @@ from stethoscope.ui import console
 
 #: synthetic data of the demo: 7 machine types, 12 % of the DCASE source clips (119 train, 6 per
 #: test cell) but the full 10 target-domain training clips of the first-shot setting, 5 s clips
-DEMO_DATA = {"scale": 0.12, "duration": 5.0, "target_train": 10}
+DEMO_DATA: dict[str, Any] = {"scale": 0.12, "duration": 5.0, "target_train": 10}
 #: training length of the demo, per front end
 DEMO_FRONTENDS = {"ae": {"epochs": 30}, "dualcnn": {"epochs": 8}, "acae": {"epochs": 8}}
 

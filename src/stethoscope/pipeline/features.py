@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from stethoscope.data.catalog import OnError
 from stethoscope.data.clip import Clip
 from stethoscope.devices import resolve_device
 from stethoscope.features import FEATURES, ExtractResult, extract
@@ -20,7 +21,7 @@ def load_features(
     *,
     cache_dir: Path | None = None,
     device: str = "auto",
-    on_error: str = "skip",
+    on_error: OnError = "skip",
     progress: Progress | None = None,
 ) -> ExtractResult:
     """Features of ``clips`` by the extractor registered as ``feature``, through the cache."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from stethoscope.backends.base import BACKENDS, Backend, FitData
 from stethoscope.backends.ensemble import EnsembleBackend
-from stethoscope.data.catalog import Catalog, DataError
+from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
 from stethoscope.decision.base import THRESHOLDS
@@ -113,7 +113,7 @@ def fit_group(
     *,
     cache_dir: Path | None,
     device: str,
-    on_error: str,
+    on_error: OnError,
     progress: Progress | None,
     work_dir: Path | None,
     frontend: FrontEnd | None = None,
@@ -145,7 +145,7 @@ def fit_systems(
     machines: Sequence[str] | None = None,
     cache_dir: Path | None = None,
     device: str = "auto",
-    on_error: str = "skip",
+    on_error: OnError = "skip",
     progress: Progress | None = None,
     save_to: Callable[[SystemConfig], Path] | None = None,
     work_dir: Path | None = None,

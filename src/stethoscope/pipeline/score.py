@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stethoscope.data.catalog import Catalog, DataError
+from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
 from stethoscope.evaluation.submission import write_submission
 from stethoscope.pipeline.features import load_features
@@ -39,7 +39,7 @@ def score_clips(
     *,
     cache_dir: Path | None = None,
     device: str = "auto",
-    on_error: str = "skip",
+    on_error: OnError = "skip",
     progress: Progress | None = None,
     keep_inputs: dict | None = None,
 ) -> tuple[
@@ -85,7 +85,7 @@ def score_catalog(
     *,
     cache_dir: Path | None = None,
     device: str = "auto",
-    on_error: str = "skip",
+    on_error: OnError = "skip",
     progress: Progress | None = None,
 ) -> ScoreReport:
     """Score every test clip of the catalog's machines the model knows; write the official CSVs."""

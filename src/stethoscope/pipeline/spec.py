@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from stethoscope.data.catalog import OnError
 from stethoscope.errors import ConfigError
 from stethoscope.systems import SystemConfig
 
@@ -33,7 +34,7 @@ class StudySpec:
     machines: list[str] | None = None
     cache_dir: Path | None = None
     device: str = "auto"
-    on_error: str = "skip"
+    on_error: OnError = "skip"
     ground_truth: Path | None = None
     overwrite: bool = False
     report: bool = True

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stethoscope.data.catalog import Catalog
+from stethoscope.data.catalog import Catalog, OnError
 from stethoscope.errors import ConfigError
 from stethoscope.evaluation import evaluate_scores_dir
 from stethoscope.pipeline.features import load_features
@@ -69,7 +69,7 @@ def run_study(
     machines: Sequence[str] | None = None,
     cache_dir: Path | None = None,
     device: str = "auto",
-    on_error: str = "skip",
+    on_error: OnError = "skip",
     ground_truth: Path | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -265,13 +265,16 @@ def execute_study(spec: StudySpec) -> StudyResult:
     from stethoscope.features.cache import default_cache_dir
     from stethoscope.ui import progress_display
 
+    if spec.data is None or spec.out is None:
+        raise ConfigError("a study needs a data root and an output folder (--data, --out)")
+    data, out = Path(spec.data), Path(spec.out)
     cache = spec.cache_dir if spec.cache_dir is not None else default_cache_dir()
     configs = spec.system_configs()
     t0 = time.perf_counter()
     with progress_display() as progress:
         result = run_study(
-            Path(spec.data),
-            Path(spec.out),
+            data,
+            out,
             configs,
             machines=spec.machines,
             cache_dir=cache,
@@ -286,7 +289,7 @@ def execute_study(spec: StudySpec) -> StudyResult:
     if spec.report:
         from stethoscope.report import build_report
 
-        report_path = build_report(Path(spec.out))
+        report_path = build_report(out)
     # plain stdout, never wrapped: tables must stay readable in logs and pipes
     print(summary_text(result, wall, report_path), flush=True)
     return result

@@ -54,7 +54,8 @@ def domain_rows(run: str | Path | RunResults) -> Table:
         }
         for label, neg, pos in DOMAIN_METRICS:
             values = [
-                pair_auc(scores[s], masks[s], neg, pos) if s in masks else None for s in res.systems
+                pair_auc(c, masks[s], neg, pos) if (c := scores[s]) is not None else None
+                for s in res.systems
             ]
             rows.append(TableRow(res.row_label(machine, section), label, values))
     if all(v is None for r in rows for v in r.values):

@@ -1,8 +1,9 @@
 """Result tables of a finished run folder: Table 1 (AUC-s / AUC-t / pAUC) and precision/recall/F1.
 
-Everything here reads only ``summary.json`` and ``<system>/evaluation.json``, so tables can be rebuilt
-long after the models are gone. A table is kept as plain rows of fractions (``None`` where a metric
-does not exist, e.g. no target-domain normals); the renderers turn them into percent with one decimal.
+Everything here reads only ``summary.json`` and ``<system>/evaluation.json``, so tables can be
+rebuilt long after the models are gone. A table is kept as plain rows of fractions (``None`` where a
+metric does not exist, e.g. no target-domain normals); the renderers turn them into percent with one
+decimal.
 """
 
 from __future__ import annotations

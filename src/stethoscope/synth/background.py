@@ -25,14 +25,14 @@ def background(machine: str, domain: str, n: int, sr: int, rng: np.random.Genera
     """Unit-power factory noise for a machine's site in a domain, varied per clip."""
     tilt, peaks, hum, spread = _PROFILES[domain]
     site = 1.0 + 0.15 * ((zlib.crc32(machine.encode()) % 1000) / 1000.0 - 0.5)  # per machine
-    peaks = tuple(
+    varied = tuple(
         (fc * site * (1 + 0.05 * rng.standard_normal()), q, g + rng.normal(0, 2.0 * spread))
         for fc, q, g in peaks
     )
     recipe = Recipe(
         rotors={},
         layers=[
-            Noise(level_db=0.0, tilt=tilt + rng.normal(0, 0.6 * spread), peaks=peaks, hp=25.0),
+            Noise(level_db=0.0, tilt=tilt + rng.normal(0, 0.6 * spread), peaks=varied, hp=25.0),
             Hum(level_db=-14 + rng.normal(0, 3), freq=hum * site, orders={1: 1.0, 2: 0.6, 3: 0.2}),
             Impacts(
                 level_db=-8 + rng.normal(0, 3),

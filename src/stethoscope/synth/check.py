@@ -71,11 +71,11 @@ def evaluate_dataset(
     for m in cat.machines():
         train: dict[str, list[np.ndarray]] = {}
         for c in cat.select(machine=m, split="train"):
-            train.setdefault(c.domain, []).append(mean_logmel(load_audio(c.path)))
+            train.setdefault(c.domain or "source", []).append(mean_logmel(load_audio(c.path)))
         tests = cat.select(machine=m, split="test")
         feats = np.stack([mean_logmel(load_audio(c.path)) for c in tests])
         labels = np.array([c.label == "anomaly" for c in tests], dtype=int)
-        domains = [c.domain for c in tests]
+        domains = [c.domain or "source" for c in tests]
         stacked = {d: np.stack(v) for d, v in train.items()}
         for mode in modes:
             results[mode][m] = metrics(
@@ -109,7 +109,8 @@ def quick_check(
     }
     results = {}
     for m in machines:
-        jobs, seen = [], {}
+        jobs: list = []
+        seen: dict[tuple, int] = {}
         for j in plan_machine(Path("."), MACHINES[m], seed, 1.0, duration):
             key = (j.split, j.domain, j.label)
             if j.split != "supplemental" and seen.get(key, 0) < limits[(j.split, j.domain)]:

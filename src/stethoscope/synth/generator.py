@@ -287,10 +287,11 @@ def generate_dataset(
     """Write a synthetic DCASE2025-layout development set; returns a summary.
 
     ``scale`` shrinks the clip counts (floors keep every metric defined); ``workers`` processes
-    render in parallel (default: up to 2); ``progress("synthesising clips", done, total, {})`` is called as clips land.
-    A folder that already holds ``dev_data`` is refused (FileExistsError) unless ``overwrite``,
-    which deletes and rewrites the folders of the requested machine types only. The bytes depend
-    only on (seed, scale, duration) per machine type, not on ``workers`` or the other types.
+    render in parallel (default: up to 2); ``progress("synthesising clips", done, total, {})`` is
+    called as clips land. A folder that already holds ``dev_data`` is refused (FileExistsError)
+    unless ``overwrite``, which deletes and rewrites the folders of the requested machine types
+    only. The bytes depend only on (seed, scale, duration) per machine type, not on ``workers`` or
+    the other types.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)

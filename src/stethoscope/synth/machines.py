@@ -59,7 +59,7 @@ def _spread(rng: np.random.Generator, rel: float = 0.03) -> float:
 def _fan(a: dict[str, str], rng: np.random.Generator) -> Recipe:
     f = float(a["rpm"]) / 60.0 * _spread(rng, 0.01)
     b = int(a["bl"])
-    orders = {
+    orders: dict[float, float] = {
         1: 0.12 * _vary(rng),
         2: 0.06 * _vary(rng),
         3: 0.03 * _vary(rng),
@@ -89,7 +89,7 @@ def _gearbox(a: dict[str, str], rng: np.random.Generator) -> Recipe:
     z = 23
     load = float(a["wt"]) / 100.0
     mesh = 0.25 * (1.0 + 0.6 * load)
-    orders = {
+    orders: dict[float, float] = {
         1: 0.1 * _vary(rng),
         2: 0.05 * _vary(rng),
         z: mesh * _vary(rng),
@@ -209,7 +209,7 @@ def _toycar(a: dict[str, str], rng: np.random.Generator) -> Recipe:
     motor, teeth = _CAR_MODELS[a["car"]]
     f = float(a["spd"].rstrip("V")) * 4.0 * _spread(rng, 0.015)
     mic2 = a["mic"] == "2"
-    orders = {k: v * _vary(rng) for k, v in motor.items()}
+    orders: dict[float, float] = {k: v * _vary(rng) for k, v in motor.items()}
     orders.update({teeth: 0.2 * _vary(rng), 2 * teeth: 0.08 * _vary(rng)})
     return Recipe(
         rotors={"main": Rotor(f, jitter=0.01), "wheel": Rotor(f / teeth * 0.8, jitter=0.01)},
@@ -237,7 +237,7 @@ def _toytrain(a: dict[str, str], rng: np.random.Generator) -> Recipe:
     spd = float(a["spd"])
     f = spd * 20.0 * _spread(rng, 0.015)
     mic2 = a["mic"] == "2"
-    orders = {k: 0.8 * v * _vary(rng) for k, v in motor.items()}
+    orders: dict[float, float] = {k: 0.8 * v * _vary(rng) for k, v in motor.items()}
     orders[teeth] = 0.15 * _vary(rng)
     return Recipe(
         rotors={"main": Rotor(f, jitter=0.012), "wheel": Rotor(spd * 0.8, jitter=0.012)},

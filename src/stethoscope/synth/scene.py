@@ -7,7 +7,9 @@ defect, apply to every machine that has a shaft.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +178,7 @@ def render(recipe: Recipe, n: int, sr: int, rng: np.random.Generator) -> Sound:
             S.add_lines(power, n, sr, layer.freq, layer.orders, S.db(layer.level_db))
             continue
         y = _RENDER[type(layer)](layer, ctx)
-        if gated:
+        if gated and ctx.env is not None:
             y = y * (ctx.env if layer.gate == "on" else 1.0 - ctx.env)
         out += np.float32(S.db(layer.level_db)) * y
     return Sound(out, power if power.any() else None)
@@ -213,8 +215,8 @@ def _impacts(m: Impacts, ctx: _Ctx) -> np.ndarray:
         count = rng.poisson(m.ratio * n / sr)
         idx = np.sort(rng.integers(0, n, count))
     elif m.source in ("on", "off"):
-        idx = ctx.on_idx if m.source == "on" else ctx.off_idx
-        idx = np.zeros(0, np.int64) if idx is None else idx
+        chosen = ctx.on_idx if m.source == "on" else ctx.off_idx
+        idx = np.zeros(0, np.int64) if chosen is None else chosen
     else:
         idx = S.crossings(ctx.phases[m.source], m.ratio)
     jitter = rng.standard_normal(idx.shape[0]) * m.jitter_s + m.delay_s
@@ -248,4 +250,10 @@ def _squeal(q: Squeal, ctx: _Ctx) -> np.ndarray:
     return y * np.clip(gate, 0.0, 1.0)
 
 
-_RENDER = {Harmonics: _harmonics, Hum: _hum, Noise: _noise, Impacts: _impacts, Squeal: _squeal}
+_RENDER: dict[type, Callable[[Any, _Ctx], np.ndarray]] = {
+    Harmonics: _harmonics,
+    Hum: _hum,
+    Noise: _noise,
+    Impacts: _impacts,
+    Squeal: _squeal,
+}
