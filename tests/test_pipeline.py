@@ -262,8 +262,16 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
         rows = (run / name / "clip_scores.csv").read_text().splitlines()[1:]
         assert list(emb["file_name"]) == [r.split(",")[2] for r in rows]
         assert emb["x"].shape[0] == len(rows)
-        # length-normalised embeddings (an ensemble's members side by side, each 1/sqrt(2))
-        np.testing.assert_allclose(np.linalg.norm(emb["x"], axis=1), 1.0, rtol=1e-5)
+    # the map shows what was scored: acae's back end gives its clip scores again from them
+    from stethoscope.pipeline.system_model import SystemModel
+
+    acae = SystemModel.load(run / "acae" / "model", device="cpu")
+    emb = np.load(run / "acae" / "embeddings.npz")
+    rows = [r.split(",") for r in (run / "acae" / "clip_scores.csv").read_text().splitlines()[1:]]
+    for (machine, section), sm in acae.sections.items():
+        mine = [i for i, r in enumerate(rows) if (r[0], r[1]) == (machine, section)]
+        want = [float(rows[i][5]) for i in mine]
+        np.testing.assert_allclose(sm.backend.score(emb["x"][mine]), want, rtol=1e-5)
     assert "report:" in out and (run / "report" / "index.html").exists()
 
 
