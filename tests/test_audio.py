@@ -11,9 +11,11 @@ import soundfile as sf
 from stethoscope.audio import (
     MIN_SAMPLES,
     AudioError,
+    AudioNoteWarning,
     ResampleWarning,
     audio_info,
     load_audio,
+    read_audio,
     write_wav,
 )
 from stethoscope.errors import StethoscopeError
@@ -80,10 +82,18 @@ def test_stereo_is_downmixed(tmp_path: Path):
     path = tmp_path / "stereo.wav"
     st = _noise(16000, 2)
     sf.write(str(path), st, 16000, subtype="PCM_16")
-    y = load_audio(path)
+    with pytest.warns(AudioNoteWarning, match="stereo.wav: 2 channels mixed down to mono"):
+        y = load_audio(path)
     ref, _ = sf.read(str(path), dtype="float32")
     assert y.ndim == 1
     np.testing.assert_allclose(y, ref.mean(axis=1), atol=1e-7)
+    assert read_audio(path).notes == ["2 channels mixed down to mono"]
+
+
+def test_a_silent_clip_is_noted(tmp_path: Path):
+    path = tmp_path / "dead_mic.wav"
+    sf.write(str(path), np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    assert read_audio(path).notes == ["silent (peak below -80 dBFS)"]
 
 
 def test_other_rate_is_resampled_with_warning(tmp_path: Path):

@@ -365,3 +365,22 @@ def test_cli_evaluate_reproduces_official_scores(shared: Path, system: str, tmp_
     for machine, sections in want["machines"].items():
         for key, value in sections["00"].items():
             assert abs(got["machines"][machine]["00"][key] - value) <= 1e-9, (machine, key)
+
+
+def test_csv_with_a_byte_order_mark_is_read_and_other_encodings_are_named(
+    official: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from stethoscope.cli import main
+
+    team = tmp_path / "sysA"
+    shutil.copytree(official / "teams" / "demo_team" / "sysA", team)
+    target = next(team.glob("anomaly_score_*.csv"))
+    target.write_bytes(b"\xef\xbb\xbf" + target.read_bytes())  # as spreadsheet programs save
+    want = _expected(official)["sysA"]["official_score"]
+    assert evaluate_scores_dir(team, official).official_score == pytest.approx(want, abs=1e-9)
+    target.write_bytes(target.read_bytes().replace(b"\xef\xbb\xbf", b"\xff\xfe", 1))
+    res = CliRunner().invoke(main, ["evaluate", str(team), "--ground-truth", str(official)])
+    assert res.exit_code == 1 and target.name in res.output and "not UTF-8" in res.output
+    assert "Traceback" not in res.output

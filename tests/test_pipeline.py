@@ -267,10 +267,10 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
 
     acae = SystemModel.load(run / "acae" / "model", device="cpu")
     emb = np.load(run / "acae" / "embeddings.npz")
-    rows = [r.split(",") for r in (run / "acae" / "clip_scores.csv").read_text().splitlines()[1:]]
+    table = [r.split(",") for r in (run / "acae" / "clip_scores.csv").read_text().splitlines()[1:]]
     for (machine, section), sm in acae.sections.items():
-        mine = [i for i, r in enumerate(rows) if (r[0], r[1]) == (machine, section)]
-        want = [float(rows[i][5]) for i in mine]
+        mine = [i for i, r in enumerate(table) if (r[0], r[1]) == (machine, section)]
+        want = [float(table[i][5]) for i in mine]
         np.testing.assert_allclose(sm.backend.score(emb["x"][mine]), want, rtol=1e-5)
     assert "report:" in out and (run / "report" / "index.html").exists()
 
@@ -335,3 +335,45 @@ def test_front_ends_with_different_settings_are_trained_separately(tiny_data: Pa
     b = (run / "acae-noattn" / "model" / "frontend" / "frontend.safetensors").read_bytes()
     assert a != b
     assert len(list((run / ".work").iterdir())) == 2
+
+
+def test_a_symlink_loop_is_a_bad_file_named_not_an_abort(tmp_path: Path):
+    data = tmp_path / "data"
+    generate_dataset(data, seed=4, scale=0.02, duration=1.0, machines=["fan"], workers=1)
+    loop = data / "dev_data" / "raw" / "fan" / "train" / "section_00_source_train_normal_0999_x.wav"
+    loop.symlink_to(loop.name)  # points at itself
+    args = ["run", "--systems", "spectral", "--data", str(data), "--cache-dir", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "section_00_source_train_normal_0999_x.wav" in res.output
+    assert "symbolic links" in res.output
+    res = CliRunner().invoke(
+        main, [*args, "--out", str(tmp_path / "run2"), "--on-bad-file", "stop"]
+    )
+    assert res.exit_code == 1 and "0999_x.wav" in res.output and "Traceback" not in res.output
+
+
+def test_resampled_downmixed_silent_files_and_untested_machines_are_in_the_run_summary(
+    tmp_path: Path,
+):
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    generate_dataset(data, seed=5, scale=0.02, duration=1.0, machines=["fan", "valve"], workers=1)
+    train = data / "dev_data" / "raw" / "fan" / "train"
+    wave, sr = sf.read(next(train.glob("*.wav")), dtype="float32")
+    sf.write(train / "section_00_source_train_normal_0990_x.wav", np.stack([wave, wave], 1), sr)
+    sf.write(train / "section_00_source_train_normal_0991_x.wav", wave[::2], sr // 2)
+    sf.write(train / "section_00_source_train_normal_0992_x.wav", 0 * wave, sr)
+    shutil.rmtree(data / "dev_data" / "raw" / "valve" / "test")
+    args = ["run", "--systems", "spectral", "--data", str(data), "--cache-dir", str(tmp_path / "c")]
+    for out in ("run", "run-warm"):  # the second run reads every feature from the cache
+        res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+        notes = json.loads((tmp_path / out / "notes.json").read_text())
+        text = "\n".join(notes)
+        assert "0990_x.wav: 2 channels mixed down to mono" in text
+        assert "0991_x.wav: sample rate 8000 Hz, resampled to 16000 Hz" in text
+        assert "0992_x.wav: silent" in text
+        assert "valve section 00: no test clips in the data" in text
+        assert "notes on the data" in res.output and "0990_x.wav" in res.output

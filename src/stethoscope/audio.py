@@ -1,13 +1,16 @@
-"""Audio reading: every clip enters the toolkit as 16 kHz mono float32 through :func:`load_audio`.
+"""Audio reading: every clip enters the toolkit as 16 kHz mono float32 through :func:`read_audio`.
 
 Reading sits behind one function so that a bad file (missing, empty, truncated, not audio, too
 short) always surfaces as an :class:`AudioError` naming the file, whatever libsndfile raised
-underneath. Decoding is soundfile's (libsndfile) alone.
+underneath, and so that what was done to a usable but unusual file (mixed down from several
+channels, resampled, silent) comes back as notes the pipeline reports. Decoding is soundfile's
+(libsndfile) alone.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +35,24 @@ class AudioError(StethoscopeError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class ResampleWarning(UserWarning):
+#: Peak amplitude below which a clip counts as silent (-80 dBFS): a dead or unplugged microphone.
+SILENCE_PEAK = 1e-4
+
+
+class AudioNoteWarning(UserWarning):
+    """A usable clip that needed something done to it, or looks wrong (see :class:`Audio`)."""
+
+
+class ResampleWarning(AudioNoteWarning):
     """A clip was not at the expected sample rate and was resampled."""
+
+
+@dataclass
+class Audio:
+    """Decoded samples and what reading them noticed (one phrase per note)."""
+
+    samples: np.ndarray
+    notes: list[str] = field(default_factory=list)
 
 
 def audio_info(path: str | Path) -> tuple[int, int, int]:
@@ -48,19 +67,32 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
 def load_audio(
     path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
 ) -> np.ndarray:
+    """:func:`read_audio`'s samples; its notes become warnings (:class:`AudioNoteWarning`)."""
+    audio = read_audio(path, sr, min_samples)
+    for note in audio.notes:
+        kind = ResampleWarning if "resampled" in note else AudioNoteWarning
+        warnings.warn(f"{path}: {note}", kind, stacklevel=2)
+    return audio.samples
+
+
+def read_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES) -> Audio:
     """Read a clip as mono float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
 
-    Multi-channel files are averaged to mono; other sample rates are resampled with a warning.
+    Multi-channel files are averaged to mono and other sample rates resampled (librosa); both are
+    noted, as is a silent clip (peak below -80 dBFS).
     """
     path = Path(path)
     data, file_sr, integer_pcm = _decode(path)
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
-    y = data if data.ndim == 1 else data.mean(axis=1, dtype=np.float32)
+    notes = []
+    if data.ndim == 1:
+        y = data
+    else:
+        y = data.mean(axis=1, dtype=np.float32)
+        notes.append(f"{data.shape[1]} channels mixed down to mono")
     if file_sr != sr:
-        warnings.warn(
-            f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", ResampleWarning, stacklevel=2
-        )
+        notes.append(f"sample rate {file_sr} Hz, resampled to {sr} Hz")
         import librosa  # deferred: only needed for the odd file
 
         y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
@@ -73,7 +105,9 @@ def load_audio(
         )
     if not integer_pcm and not np.all(np.isfinite(y)):  # 16-bit PCM cannot hold NaN or inf
         raise AudioError(path, "audio contains NaN or infinite samples")
-    return np.ascontiguousarray(y)
+    if float(np.max(np.abs(y))) < SILENCE_PEAK:
+        notes.append("silent (peak below -80 dBFS)")
+    return Audio(np.ascontiguousarray(y), notes)
 
 
 def _decode(path: Path) -> tuple[np.ndarray, int, bool]:

@@ -43,6 +43,7 @@ def score(
     from stethoscope.ui import progress_display
 
     model = SystemModel.load(model_dir, device=device)
+    click.echo(f"model {model.config.name}, trained on {model.describe_training_data()}")
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
         rep = score_catalog(

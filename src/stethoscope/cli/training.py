@@ -43,32 +43,30 @@ def fit(
     Interrupted, the same command resumes from the last epoch checkpoint in OUT/.work.
     """
     from stethoscope.data import Catalog
-    from stethoscope.pipeline.fit import fit_systems
-    from stethoscope.pipeline.system_model import is_model_dir
+    from stethoscope.pipeline.fit import fit_model_dir
     from stethoscope.systems import get_system
     from stethoscope.ui import progress_display
 
-    if is_model_dir(out):
-        raise click.ClickException(f"{out} already holds a model; choose another --out")
     cfg = get_system(system)
     if epochs is not None and "epochs" in cfg.frontend.params:
         cfg = cfg.with_frontend_params(epochs=epochs)
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
-        rep = fit_systems(
+        rep = fit_model_dir(
             catalog,
-            [cfg],
+            cfg,
+            out,
             machines=machine_list(machines),
             cache_dir=cache_dir_or_default(cache_dir),
             device=device,
             on_error=on_error,
             progress=progress,
-            save_to=lambda c: out,
-            work_dir=out / ".work",
         )
     model = rep.models[cfg.name]
     click.echo(f"saved {cfg.name} to {out} ({len(model.sections)} machine/section back ends)")
     report_failures(rep.failures + [(i.path, i.reason) for i in catalog.issues], "training")
+    for note in [str(n) for n in catalog.notices] + rep.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @click.command()

@@ -94,6 +94,11 @@ class Catalog:
                         report(path, "not a .wav file, ignored")
                         continue
                     try:
+                        path.stat()  # a broken link or a symlink loop: named here, not later
+                    except OSError as exc:
+                        report(path, f"cannot read file ({exc.strerror or exc})")
+                        continue
+                    try:
                         parsed = parse_name(path.name)
                     except NamingError as exc:
                         report(path, str(exc).split(": ", 1)[1])

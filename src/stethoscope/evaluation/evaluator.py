@@ -11,9 +11,8 @@ than a silent misalignment.
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from stethoscope.evaluation.metrics import (
 from stethoscope.evaluation.submission import (
     SectionKey,
     SectionRows,
+    read_csv_rows,
     read_submission_dir,
     read_value_csv,
     score_file_name,
@@ -114,8 +114,7 @@ def load_ground_truth(folder: str | Path) -> dict[SectionKey, GroundTruthSection
 
 
 def _read_name_pairs(path: Path) -> tuple[list[str], list[str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    rows = [r for r in read_csv_rows(path) if r and any(c.strip() for c in r)]
     if any(len(r) < 2 for r in rows):
         raise EvaluationError(f"{path}: expected rows 'section_XX_XXXX.wav,<development name>'")
     return [r[0].strip() for r in rows], [r[1].strip() for r in rows]
@@ -318,11 +317,15 @@ def evaluate_sections(
 
 
 def evaluate_scores_dir(
-    scores_dir: str | Path, ground_truth: str | Path | None = None
+    scores_dir: str | Path,
+    ground_truth: str | Path | None = None,
+    sections: Iterable[SectionKey] | None = None,
 ) -> EvaluationResult:
-    """Score a folder of official submission CSVs, labels from dev names or a ground-truth folder."""
+    """Score a folder of official submission CSVs, labels from dev names or a ground-truth folder;
+    only ``sections`` where given (a run evaluates exactly what it wrote)."""
     scores_dir = Path(scores_dir)
-    return evaluate_sections(read_submission_dir(scores_dir), ground_truth, origin=str(scores_dir))
+    rows = read_submission_dir(scores_dir, sections)
+    return evaluate_sections(rows, ground_truth, origin=str(scores_dir))
 
 
 __all__ = [

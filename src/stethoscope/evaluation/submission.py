@@ -13,7 +13,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,32 +88,43 @@ def write_submission(
     return score_path, decision_path
 
 
+def read_csv_rows(path: str | Path) -> list[list[str]]:
+    """Rows of a UTF-8 CSV file (a byte-order mark, as spreadsheet programs write, is accepted)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise EvaluationError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV"
+        ) from None
+
+
 def read_value_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Rows ``file_name,value`` of one CSV (blank lines skipped); clear errors naming file and line."""
     path = Path(path)
     names: list[str] = []
     values: list[float] = []
     seen: set[str] = set()
-    with open(path, newline="", encoding="utf-8") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < 2:
-                raise EvaluationError(
-                    f"{path}: line {line_no}: expected 'file_name,value', got {row!r}"
-                )
-            name, raw = row[0].strip(), row[1].strip()
-            try:
-                value = float(raw)
-            except ValueError:
-                raise EvaluationError(
-                    f"{path}: line {line_no}: value {raw!r} is not a number"
-                ) from None
-            if name in seen:
-                raise EvaluationError(f"{path}: line {line_no}: file name {name} appears twice")
-            seen.add(name)
-            names.append(name)
-            values.append(value)
+    for line_no, row in enumerate(read_csv_rows(path), start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise EvaluationError(
+                f"{path}: line {line_no}: expected 'file_name,value', got {row!r}"
+            )
+        name, raw = row[0].strip(), row[1].strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise EvaluationError(
+                f"{path}: line {line_no}: value {raw!r} is not a number"
+            ) from None
+        if name in seen:
+            raise EvaluationError(f"{path}: line {line_no}: file name {name} appears twice")
+        seen.add(name)
+        names.append(name)
+        values.append(value)
     if not names:
         raise EvaluationError(f"{path}: no rows")
     return names, np.asarray(values, dtype=np.float64)
@@ -140,22 +151,30 @@ def read_section_files(score_path: Path, decision_path: Path) -> SectionRows:
     return names, scores, decisions
 
 
-def read_submission_dir(directory: str | Path) -> dict[SectionKey, SectionRows]:
-    """All (machine, section) pairs of a submission folder -> (names, scores, decisions)."""
+def read_submission_dir(
+    directory: str | Path, sections: Iterable[SectionKey] | None = None
+) -> dict[SectionKey, SectionRows]:
+    """(machine, section) pairs of a submission folder -> (names, scores, decisions): all of them,
+    or only ``sections`` (which must all be there; other files are then ignored)."""
     directory = Path(directory)
+    wanted = None if sections is None else set(sections)
     if not directory.is_dir():
         raise EvaluationError(f"{directory}: submission folder not found")
     score_files: dict[SectionKey, Path] = {}
     decision_files: dict[SectionKey, Path] = {}
     for path in sorted(directory.iterdir()):
-        if m := SCORE_FILE_RE.match(path.name):
-            score_files[(m["machine"], m["section"])] = path
-        elif m := DECISION_FILE_RE.match(path.name):
-            decision_files[(m["machine"], m["section"])] = path
+        m = SCORE_FILE_RE.match(path.name) or DECISION_FILE_RE.match(path.name)
+        if m is None or (wanted is not None and (m["machine"], m["section"]) not in wanted):
+            continue
+        files = score_files if path.name.startswith("anomaly_score_") else decision_files
+        files[(m["machine"], m["section"])] = path
     if not score_files:
         raise EvaluationError(
             f"{directory}: no anomaly_score_<machine>_section_<ss>_test.csv files"
         )
+    if wanted is not None and wanted - set(score_files):
+        missing = ", ".join(score_file_name(*k) for k in sorted(wanted - set(score_files)))
+        raise EvaluationError(f"{directory}: missing {missing}")
     orphans = sorted(set(decision_files) - set(score_files))
     if orphans:
         raise EvaluationError(

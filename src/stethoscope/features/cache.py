@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import mmap
 import os
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from stethoscope.features.base import FeatureExtractor
-from stethoscope.state_io import write_json
+from stethoscope.state_io import make_temp, write_json
 
 log = logging.getLogger(__name__)
+
+#: beside an entry ``<id>.npy``: ``<id>.notes.json``, what reading the clip noticed (rarely there)
+NOTES_SUFFIX = ".notes.json"
 
 
 def default_cache_dir() -> Path:
@@ -113,8 +116,28 @@ class FeatureCache:
             return None
         return stored
 
-    def store(self, extractor: FeatureExtractor, identity: str, array: np.ndarray) -> None:
-        """Write atomically (temp file in the same folder, then os.replace)."""
+    def load_notes(self, extractor: FeatureExtractor, identity: str) -> list[str]:
+        """What reading the clip noticed when its entry was made (see :meth:`store`)."""
+        path = self._entry(extractor, identity)[: -len(".npy")] + NOTES_SUFFIX
+        try:
+            with open(path, encoding="utf-8") as fh:
+                notes = json.load(fh)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            _warn_bad(path, f"unreadable notes ({exc})")
+            return []
+        return [str(n) for n in notes] if isinstance(notes, list) else []
+
+    def store(
+        self,
+        extractor: FeatureExtractor,
+        identity: str,
+        array: np.ndarray,
+        notes: list[str] | None = None,
+    ) -> None:
+        """Write atomically (temp file in the same folder, then os.replace); ``notes`` (rare: a
+        resampled or silent clip) go beside the entry, so a warm run reports them too."""
         if self.root is None:
             return
         path = self.entry(extractor, identity)
@@ -124,12 +147,12 @@ class FeatureCache:
                 self._folders.add(path.parent)
             self._describe(extractor)
             try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+                fd, tmp = make_temp(path.parent, path.name)
             except FileNotFoundError:  # the folder was removed behind our back: make it again
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._described.discard(extractor.key())
                 self._describe(extractor)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+                fd, tmp = make_temp(path.parent, path.name)
         except OSError as exc:  # read-only or full disk: carry on without caching
             log.warning(
                 "feature cache %s is not writable (%s); continuing without a cache", self.root, exc
@@ -137,6 +160,11 @@ class FeatureCache:
             self.root = None
             return
         try:
+            notes_path = path.with_name(path.stem + NOTES_SUFFIX)
+            if notes:
+                write_json(notes_path, list(notes))
+            elif notes_path.exists():
+                notes_path.unlink()
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
             os.replace(tmp, path)

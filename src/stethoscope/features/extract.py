@@ -33,8 +33,11 @@ from stethoscope.progress import Progress
 OnError = Literal["skip", "stop"]
 T = TypeVar("T")
 R = TypeVar("R")
-#: A batch's outcome: (clip index, feature) for the clips that worked, (index, error) for the rest.
-Outcome = tuple[list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]]]
+#: A batch's outcome: (clip index, feature) for the clips that worked, (index, error) for the rest,
+#: (index, note) for what reading them noticed.
+Outcome = tuple[
+    list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]], list[tuple[int, str]]
+]
 
 
 @dataclass
@@ -44,6 +47,8 @@ class ExtractResult:
     clips: list[Any]
     features: list[np.ndarray]
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    #: (file, note) for clips that needed something done (mixed down, resampled) or are silent
+    notes: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
     n_cached: int = 0
     n_computed: int = 0
@@ -87,6 +92,7 @@ def extract(
     total = len(clips)
     feats: dict[int, np.ndarray] = {}
     failed: dict[int, tuple[Path, str]] = {}
+    noted: list[tuple[int, str]] = []
     ids: dict[int, str] = {}
 
     def report() -> None:
@@ -109,6 +115,7 @@ def extract(
             hit = store.load(extractor, ids[i])
             if hit is not None:
                 feats[i] = extractor.from_storage(hit)
+                noted += [(i, note) for note in store.load_notes(extractor, ids[i])]
                 continue
         misses.append(i)
     n_cached = len(feats)
@@ -121,17 +128,22 @@ def extract(
         """Decode, compute and cache one batch (runs in a worker thread)."""
         waves: list[tuple[int, np.ndarray]] = []
         bad: list[tuple[int, audio.AudioError]] = []
+        notes: dict[int, list[str]] = {}
         for i in batch:
             try:
-                waves.append((i, audio.load_audio(clip_path(clips[i]), sample_rate)))
+                read = audio.read_audio(clip_path(clips[i]), sample_rate)
             except audio.AudioError as err:
                 bad.append((i, err))
+                continue
+            waves.append((i, read.samples))
+            if read.notes:
+                notes[i] = read.notes
         out = extractor.compute_batch([w for _, w in waves], device) if waves else []
         done = [(i, f) for (i, _), f in zip(waves, out, strict=True)]
         if store.enabled:
             for i, f in done:
-                store.store(extractor, ids[i], extractor.to_storage(f))
-        return done, bad
+                store.store(extractor, ids[i], extractor.to_storage(f), notes.get(i, []))
+        return done, bad, [(i, n) for i, ns in notes.items() for n in ns]
 
     on_cpu = torch.device(device).type == "cpu"
     n_workers = max(1, workers)
@@ -143,10 +155,11 @@ def extract(
     # Each worker thread is one stream of work: torch's own threads are split among them on CPU.
     threads = max(1, torch.get_num_threads() // n_workers) if on_cpu and n_workers > 1 else None
     with torch_threads(threads), contextlib.closing(_in_order(job, batches, n_workers)) as results:
-        for done, bad in results:
+        for done, bad, batch_notes in results:
             for i, err in bad:
                 fail(i, err)
             feats.update(done)
+            noted += batch_notes
             report()
 
     ok = sorted(feats)
@@ -154,6 +167,7 @@ def extract(
         clips=[clips[i] for i in ok],
         features=[feats[i] for i in ok],
         failures=[failed[i] for i in sorted(failed)],
+        notes=[(clip_path(clips[i]), note) for i, note in sorted(noted, key=lambda n: n[0])],
         seconds=time.perf_counter() - start,
         n_cached=n_cached,
         n_computed=len(feats) - n_cached,

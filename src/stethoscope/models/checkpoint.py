@@ -14,8 +14,6 @@ previous checkpoint or the new one, never weights of one epoch with the metadata
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from stethoscope.errors import ModelError
-from stethoscope.state_io import read_json, write_json
+from stethoscope.state_io import atomic_write_with, read_json, write_json
 
 META = "checkpoint.json"
 FORMAT = "stethoscope.checkpoint"
@@ -70,14 +68,7 @@ def save(
             else:
                 scalars[f"{pid}/{key}"] = val
     weights = f"checkpoint-{epoch:04d}.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{weights}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, directory / weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(directory / weights, lambda tmp: save_file(tensors, tmp))
     write_json(
         directory / META,
         {

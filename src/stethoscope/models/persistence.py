@@ -11,8 +11,6 @@ with the file's before anything is allocated: a tampered JSON field fails with a
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +22,7 @@ from torch import nn
 
 from stethoscope.errors import ConfigError, ModelError
 from stethoscope.models.base import FrontEnd
-from stethoscope.state_io import read_json, write_json
+from stethoscope.state_io import atomic_write_with, read_json, write_json
 
 FORMAT = "stethoscope.frontend"
 VERSION = 1
@@ -71,14 +69,9 @@ def save(
         for k, v in module.state_dict().items()
     }
     if tensors:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{WEIGHTS}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"format": FORMAT})
-            os.replace(tmp, directory / WEIGHTS)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_with(
+            directory / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT})
+        )
     write_json(
         directory / META,
         {"format": FORMAT, "version": VERSION, "frontend": frontend, "config": config, **extra},

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,9 +22,13 @@ from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
 from stethoscope.decision.base import THRESHOLDS
+from stethoscope.errors import ConfigError
+from stethoscope.features import FEATURES
 from stethoscope.models.base import FRONTENDS, FrontEnd
 from stethoscope.pipeline.features import FeatureSet, load_features
-from stethoscope.pipeline.system_model import SectionModel, SystemModel
+from stethoscope.pipeline.folder_lock import LOCK_NAME, folder_lock
+from stethoscope.pipeline.provenance import data_fingerprint
+from stethoscope.pipeline.system_model import SectionModel, SystemModel, is_model_dir
 from stethoscope.progress import Progress
 from stethoscope.systems import SystemConfig
 
@@ -36,6 +41,7 @@ Failures = list[tuple[Path, str]]
 class FitReport:
     models: dict[str, SystemModel] = field(default_factory=dict)
     failures: Failures = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def group_by_frontend(configs: Sequence[SystemConfig]) -> list[list[SystemConfig]]:
@@ -117,10 +123,13 @@ def fit_group(
     progress: Progress | None,
     work_dir: Path | None,
     frontend: FrontEnd | None = None,
-) -> tuple[dict[str, SystemModel], Failures]:
+    trained_on: dict[str, Any] | None = None,
+) -> tuple[dict[str, SystemModel], Failures, list[str]]:
     """Train the front end the systems of ``group`` share (unless given) and fit each back end.
 
-    ``work_dir`` holds the front end's checkpoints (a rerun resumes there).
+    ``work_dir`` holds the front end's checkpoints (a rerun resumes there); ``trained_on`` (see
+    :func:`trained_on`) is recorded in each model. Returns the models, the training clips that
+    failed to load, and notes on the ones that loaded (resampled, down-mixed, silent).
     """
     feature = FRONTENDS.get(group[0].frontend.name).feature
     feats = load_features(
@@ -134,8 +143,19 @@ def fit_group(
     for cfg in group:
         model = fit_backends(cfg, frontend, feats, progress)
         model.info["train_failures"] = [[str(p), r] for p, r in feats.failures]
+        model.info["trained_on"] = trained_on
         models[cfg.name] = model
-    return models, feats.failures
+    return models, feats.failures, [f"{p}: {note}" for p, note in feats.notes]
+
+
+def trained_on(catalog: Catalog, clips: Sequence[Clip], cfg: SystemConfig) -> dict[str, Any]:
+    """What a model of ``cfg`` trained on these clips is made from: the data's fingerprint and
+    the definition of the features its front end reads (a new feature version means retraining)."""
+    feature = FRONTENDS.get(cfg.frontend.name).feature
+    return {
+        "data": data_fingerprint(catalog, clips).to_dict(),
+        "feature": {"name": feature, "key": FEATURES.get(feature)().key()},
+    }
 
 
 def fit_systems(
@@ -155,7 +175,7 @@ def fit_systems(
     clips = train_clips(catalog, machines)
     for group in group_by_frontend(configs):
         fe_work = (work_dir / group[0].frontend.slug()) if work_dir else None
-        models, failures = fit_group(
+        models, failures, notes = fit_group(
             group,
             clips,
             cache_dir=cache_dir,
@@ -163,10 +183,54 @@ def fit_systems(
             on_error=on_error,
             progress=progress,
             work_dir=fe_work,
+            trained_on=trained_on(catalog, clips, group[0]),
         )
         report.failures.extend(failures)
+        report.notes += [n for n in notes if n not in report.notes]
         for name, model in models.items():
             if save_to is not None:
                 model.save(save_to(model.config))
             report.models[name] = model
     return report
+
+
+#: what `fit` itself writes in a model folder (an unfinished one may hold any of these)
+MODEL_DIR_ENTRIES = ("system.json", "frontend", "backends", ".work", LOCK_NAME)
+
+
+def fit_model_dir(
+    catalog: Catalog,
+    cfg: SystemConfig,
+    out: Path,
+    *,
+    machines: Sequence[str] | None = None,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    on_error: OnError = "skip",
+    progress: Progress | None = None,
+) -> FitReport:
+    """Train one system into the model folder ``out``: a new or empty folder, or one holding this
+    command's unfinished training (``out/.work``), which resumes. Nothing else is written over."""
+    out = Path(out)
+    if is_model_dir(out):
+        raise ConfigError(f"{out} already holds a model; choose another --out")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in MODEL_DIR_ENTRIES)
+        if foreign:
+            raise ConfigError(
+                f"{out} exists and is not a Stethoscope model folder (it holds "
+                f"{', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); "
+                "choose a new or empty folder for --out"
+            )
+    with folder_lock(out):
+        return fit_systems(
+            catalog,
+            [cfg],
+            machines=machines,
+            cache_dir=cache_dir,
+            device=device,
+            on_error=on_error,
+            progress=progress,
+            save_to=lambda c: out,
+            work_dir=out / ".work",
+        )

@@ -24,7 +24,10 @@ class ScoreReport:
     out_dir: Path
     written: list[tuple[str, str, int]] = field(default_factory=list)  # machine, section, n clips
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    #: test sections of the data the model has no back end for (not scored)
     skipped_machines: list[str] = field(default_factory=list)
+    #: sections of the model without test clips in the data
+    untested: list[str] = field(default_factory=list)
     #: (machine, section) -> (clips, scores, decisions), for reports and plots
     results: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -99,6 +102,8 @@ def score_catalog(
     )
     for item in report.skipped_machines:
         log.warning("no fitted back end for %s in this model; its test clips are not scored", item)
+    tested = {(c.machine, c.section) for c in usable}
+    report.untested = [f"{m} section {s}" for m, s in sorted(known - tested)]
     if not usable:
         raise DataError(
             f"{catalog.root}: no test clips of the model's machine types "
