@@ -1,26 +1,41 @@
 """A fitted system on disk: everything needed to score new clips, and nothing that needs pickle.
 
 Layout of MODEL_DIR:
-  system.json                      system config, class names, machines/sections, versions
+  system.json                      system config, machines/sections, versions, what it was made from
   frontend/                        front-end weights (safetensors) + config (JSON)
   backends/<machine>_section_<ss>.{safetensors,json}   back-end state + threshold
+
+Loading trusts nothing in the folder: a file that is missing, truncated or of the wrong type, an
+unknown component, a name that would leave the folder, a tensor of another shape than the one
+recorded with it, a NaN in the state or the threshold: each is a :class:`ModelError` naming the
+file and the field, raised before the model is used (the front end checks its own tensors' shapes
+before allocating them).
 """
 
 from __future__ import annotations
 
+import math
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from stethoscope import __version__
 from stethoscope.backends.base import BACKENDS, Backend
 from stethoscope.decision.base import ThresholdRule
-from stethoscope.errors import ModelError
+from stethoscope.errors import ModelError, StethoscopeError
 from stethoscope.models.base import FRONTENDS, FrontEnd
 from stethoscope.state_io import load_state, read_json, save_state, write_json
 from stethoscope.systems import SystemConfig
 
 FORMAT_VERSION = 1
+#: machine type names that are safe as part of a file name (no folder separators, no "..")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+SECTION = re.compile(r"^\d{2}$")
 
 
 @dataclass
@@ -40,18 +55,32 @@ class SystemModel:
     def machines(self) -> list[str]:
         return sorted({m for m, _ in self.sections})
 
+    def describe_training_data(self) -> str:
+        """One line on what the model was trained on, for users reusing it."""
+        data = (self.info.get("trained_on") or {}).get("data")
+        if not data:
+            return "training data not recorded (a model from an older Stethoscope)"
+        return (
+            f"{data.get('root')} (machine types {', '.join(data.get('machines', []))}; "
+            f"{data.get('n_train')} training clips, fingerprint {data.get('train_clips')})"
+        )
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.frontend.save(directory / "frontend")
         for (machine, section), sm in self.sections.items():
+            _check_names(machine, section, directory / "system.json")
             arrays, meta = sm.backend.get_state()
+            arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
             meta = {
                 "backend": sm.backend.name,
                 "state": meta,
                 "threshold": sm.threshold.get_state(),
                 "n_train": sm.n_train,
-            }
+                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                           for k, v in arrays.items()},
+            }  # fmt: skip
             save_state(directory / "backends", f"{machine}_section_{section}", arrays, meta)
         # system.json last: its presence marks a complete model directory
         write_json(
@@ -75,25 +104,123 @@ class SystemModel:
                 f"{directory}: not a model directory (no system.json); "
                 "train one with `stethoscope fit`"
             )
-        meta = read_json(meta_path)
-        if meta.get("format_version", 0) > FORMAT_VERSION:
+        meta = _read_json(meta_path)
+        version = meta.get("format_version", 0)
+        if not isinstance(version, int):
+            raise ModelError(f"{meta_path}: field 'format_version' must be an integer")
+        if version > FORMAT_VERSION:
             raise ModelError(
-                f"{directory}: model format {meta['format_version']} is newer than "
-                f"this stethoscope ({FORMAT_VERSION}); upgrade stethoscope"
+                f"{directory}: model format {version} is newer than this stethoscope "
+                f"({FORMAT_VERSION}); upgrade stethoscope"
             )
-        config = SystemConfig.from_dict(meta["system"])
-        frontend = FRONTENDS.get(config.frontend.name).load(directory / "frontend", device=device)
+        try:
+            config = SystemConfig.from_dict(meta["system"])
+            config.check()
+        except StethoscopeError as exc:  # an unknown component, or one that does not fit
+            raise ModelError(f"{meta_path}: field 'system': {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(
+                f"{meta_path}: field 'system' is not a system definition ({exc})"
+            ) from exc
+        sections_meta = meta.get("sections")
+        if not isinstance(sections_meta, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) for x in s)
+            for s in sections_meta
+        ):
+            raise ModelError(f"{meta_path}: field 'sections' must be a list of [machine, section]")
+        info = meta.get("info", {})
+        if not isinstance(info, dict):
+            raise ModelError(f"{meta_path}: field 'info' must be a mapping")
+        try:
+            frontend = FRONTENDS.get(config.frontend.name).load(
+                directory / "frontend", device=device
+            )
+        except StethoscopeError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise ModelError(f"{directory / 'frontend'}: unusable front-end state ({exc})") from exc
         sections: dict[tuple[str, str], SectionModel] = {}
-        for machine, section in meta["sections"]:
-            arrays, bmeta = load_state(directory / "backends", f"{machine}_section_{section}")
-            backend_cls = BACKENDS.get(bmeta.get("backend", config.backend.name))
-            sections[(machine, section)] = SectionModel(
-                backend=backend_cls.from_state(arrays, bmeta["state"]),
-                threshold=ThresholdRule.from_state(bmeta["threshold"]),
-                n_train=int(bmeta.get("n_train", 0)),
-            )
-        return cls(config=config, frontend=frontend, sections=sections, info=meta.get("info", {}))
+        for machine, section in sections_meta:
+            _check_names(machine, section, meta_path)
+            sections[(machine, section)] = _load_section(directory / "backends", machine, section)
+        return cls(config=config, frontend=frontend, sections=sections, info=info)
 
 
 def is_model_dir(directory: str | Path) -> bool:
     return (Path(directory) / "system.json").exists()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        meta = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return meta
+
+
+def _check_names(machine: str, section: str, source: Path) -> None:
+    if not SAFE_NAME.match(machine) or ".." in machine:
+        raise ModelError(f"{source}: machine type name {machine!r} is not a plain file name")
+    if not SECTION.match(section):
+        raise ModelError(f"{source}: section {section!r} is not two digits")
+
+
+def _load_section(folder: Path, machine: str, section: str) -> SectionModel:
+    name = f"{machine}_section_{section}"
+    json_path, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
+    meta = _read_json(json_path)
+    recorded = meta.get("arrays")
+    if weights.exists() or recorded:
+        _check_arrays(weights, recorded)
+    try:
+        arrays, _ = load_state(folder, name)
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"{weights}: unreadable ({exc})") from exc
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelError(f"{weights}: tensor '{key}' holds NaN or infinite values")
+    backend_name = meta.get("backend")
+    if not isinstance(backend_name, str) or backend_name not in BACKENDS:
+        raise ModelError(f"{json_path}: field 'backend': unknown back end {backend_name!r}")
+    threshold = meta.get("threshold")
+    if not isinstance(threshold, dict):
+        raise ModelError(f"{json_path}: field 'threshold' must be a mapping")
+    thr = threshold.get("value")
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr):
+        raise ModelError(f"{json_path}: field 'threshold.value' must be a finite number")
+    try:
+        backend = BACKENDS.get(backend_name).from_state(arrays, meta.get("state") or {})
+        rule = ThresholdRule.from_state(threshold)
+        n_train = int(meta.get("n_train", 0))
+    except KeyError as exc:
+        raise ModelError(f"{json_path}: missing field or tensor {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{json_path}: a field of the wrong type or value ({exc})") from exc
+    except StethoscopeError as exc:  # e.g. an unknown threshold rule
+        raise ModelError(f"{json_path}: {exc}") from exc
+    return SectionModel(backend, rule, n_train)
+
+
+def _check_arrays(weights: Path, recorded: Any) -> None:
+    """The safetensors header against the shapes and dtypes recorded when the model was saved."""
+    if not isinstance(recorded, dict):
+        raise ModelError(f"{weights.with_suffix('.json')}: field 'arrays' must be a mapping")
+    if not weights.exists():
+        raise ModelError(f"{weights}: missing")
+    try:
+        with safe_open(str(weights), framework="numpy") as fh:
+            names = set(fh.keys())
+            shapes = {k: list(fh.get_slice(k).get_shape()) for k in names}
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"{weights}: unreadable or truncated ({exc})") from exc
+    for key, spec in recorded.items():
+        if key not in names:
+            raise ModelError(f"{weights}: tensor '{key}' is missing")
+        want = spec.get("shape") if isinstance(spec, dict) else None
+        if shapes[key] != want:
+            raise ModelError(f"{weights}: tensor '{key}' has shape {shapes[key]}, expected {want}")
+    extra = sorted(names - set(recorded))
+    if extra:
+        raise ModelError(f"{weights}: unexpected tensor(s) {', '.join(extra)}")
