@@ -240,10 +240,18 @@ def test_training_runs_and_loss_decreases(trained):
     untrained, _, _ = train_acae(waves, labels, 2, ACAEConfig(**{**TINY, "epochs": 0}), "cpu")
     err = reconstruction_error(model, waves)
     assert err.mean() < 0.95 * reconstruction_error(untrained, waves).mean()
+    # a clip longer than the input is the mean over its windows, computed here one by one
+    from stethoscope.models.clip_length import window_starts
+
     spec = model.cfg.feature_spec()
+    n = spec.input_samples
+    direct = []
     with torch.no_grad():
-        x = model.normalize(acae_features(stack_waves(waves, spec.input_samples), spec))
-        direct = ((model(x)[0] - x) ** 2).mean(dim=(1, 2)).numpy()
+        for w in waves:
+            parts = [w[s : s + n] for s in window_starts(len(w), n)] if len(w) > n else [w]
+            x = model.normalize(acae_features(stack_waves(parts, n), spec))
+            direct.append(((model(x)[0] - x) ** 2).mean(dim=(1, 2)).mean().item())
+    assert sum(len(w) > n for w in waves) >= 5  # the windows are exercised
     np.testing.assert_allclose(err, direct, rtol=1e-5)
     z = embed(model, waves)
     assert z.shape == (len(waves), TINY["latent_dim"])
@@ -319,11 +327,11 @@ def test_frontend_fit_and_mse_only_ablation_round_trip(tmp_path):
     waves, labels = _toy_clips(6)
     clips = _clips(labels)
     params = {**TINY, "arcmix": False, "attention": False, "epochs": 2}
-    del params["input_seconds"]  # the longest training clip
+    del params["input_seconds"]  # the median training clip (models/clip_length.py)
     fe = ACAEFrontEnd(params, device="cpu")
     fe.fit(clips, waves, work_dir=tmp_path / "work")
     assert fe.head is None and fe.model is not None and fe.model.attention is None
-    assert fe.cfg.input_seconds == max(len(w) for w in waves) / 16000
+    assert fe.cfg.input_seconds == int(np.median([len(w) for w in waves])) / 16000
     assert fe.class_names == ["fan|00|kind_0", "fan|00|kind_1"]
     fe.save(tmp_path / "m")
     fe2 = ACAEFrontEnd.load(tmp_path / "m", device="cpu")

@@ -23,6 +23,7 @@ from stethoscope.models.acae.losses import ArcFaceHead
 from stethoscope.models.acae.torch_model import ACAE
 from stethoscope.models.acae.training import ACAEConfig, train_acae
 from stethoscope.models.base import FrontEnd, register_frontend
+from stethoscope.models.clip_length import typical_length
 from stethoscope.progress import Progress
 
 
@@ -46,9 +47,9 @@ class ACAEFrontEnd(FrontEnd):
         progress: Progress | None = None,
         work_dir: Path | None = None,
     ) -> None:
-        if "input_seconds" not in self.params:  # the longest training clip; shorter ones are tiled
-            longest = max(len(x) for x in inputs) / SAMPLE_RATE
-            self.cfg = dataclasses.replace(self.cfg, input_seconds=longest)
+        if "input_seconds" not in self.params:  # see models/clip_length.py
+            typical = typical_length(inputs, SAMPLE_RATE) / SAMPLE_RATE
+            self.cfg = dataclasses.replace(self.cfg, input_seconds=typical)
         labels, self.class_names = class_labels(clips)
         self.model, self.head, _ = train_acae(
             list(inputs),

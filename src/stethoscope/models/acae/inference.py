@@ -14,6 +14,7 @@ import torch
 from stethoscope.devices import resolve_device
 from stethoscope.models.acae.inputs import acae_features, stack_waves
 from stethoscope.models.acae.torch_model import ACAE
+from stethoscope.models.clip_length import window_starts
 
 
 @torch.no_grad()
@@ -33,6 +34,27 @@ def _batches(
         yield model.normalize(acae_features(x, spec))
 
 
+def _windows(model: ACAE, waves: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Clips longer than the model input cut into evenly spaced windows; the owner of each."""
+    length = model.cfg.input_samples
+    out, owner = [], []
+    for i, w in enumerate(waves):
+        w = np.asarray(w, dtype=np.float32).reshape(-1)
+        for start in window_starts(w.shape[0], length):
+            out.append(w[start : start + length] if w.shape[0] > length else w)
+            owner.append(i)
+    return out, np.asarray(owner, dtype=np.int64)
+
+
+def _per_clip_mean(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
+    if len(owner) == n_clips:
+        return values
+    sums = np.zeros((n_clips, *values.shape[1:]), dtype=np.float64)
+    np.add.at(sums, owner, values)
+    counts = np.bincount(owner, minlength=n_clips).reshape(-1, *([1] * (values.ndim - 1)))
+    return (sums / counts).astype(np.float32)
+
+
 @torch.no_grad()
 def embed(
     model: ACAE,
@@ -46,12 +68,14 @@ def embed(
     ``offset`` (samples) is where each clip's tiled/cropped input window starts: several offsets
     give several views of one clip.
     """
+    windows, owner = _windows(model, waves) if offset == 0 else (list(waves), np.arange(len(waves)))
     out = [
-        model.encode(x)[1].float().cpu() for x in _batches(model, waves, device, batch_size, offset)
+        model.encode(x)[1].float().cpu()
+        for x in _batches(model, windows, device, batch_size, offset)
     ]
     if not out:
         return np.zeros((0, model.cfg.latent_dim), dtype=np.float32)
-    return torch.cat(out).numpy()
+    return _per_clip_mean(torch.cat(out).numpy(), owner, len(waves))
 
 
 @torch.no_grad()
@@ -62,8 +86,11 @@ def reconstruction_error(
     batch_size: int = 64,
 ) -> np.ndarray:
     """(N,) mean squared reconstruction error of each clip's standardised features (ablation)."""
+    windows, owner = _windows(model, waves)
     out = []
-    for x in _batches(model, waves, device, batch_size):
+    for x in _batches(model, windows, device, batch_size):
         recon, _ = model(x)
         out.append(((recon - x) ** 2).mean(dim=(1, 2)).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    if not out:
+        return np.zeros(0, dtype=np.float32)
+    return _per_clip_mean(torch.cat(out).numpy()[:, None], owner, len(waves))[:, 0]

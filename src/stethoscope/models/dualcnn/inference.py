@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from stethoscope.devices import resolve_device
+from stethoscope.models.clip_length import window_starts
 from stethoscope.models.dualcnn.inputs import fit_length
 from stethoscope.models.dualcnn.torch_model import DualBranchCNN
 
@@ -54,6 +55,25 @@ def _normalise(e: np.ndarray) -> np.ndarray:
     return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
 
 
+def _windows(model: DualBranchCNN, waves: Sequence[np.ndarray]) -> tuple[list, np.ndarray]:
+    """Each clip fitted to the model length (tiled or padded when shorter, cut into evenly spaced
+    windows when longer), and the clip index of every window."""
+    length, mode = model.cfg.input_len, model.cfg.fit_mode
+    fitted, owner = [], []
+    for i, w in enumerate(waves):
+        w = np.asarray(w, dtype=np.float32).reshape(-1)
+        for start in window_starts(w.shape[0], length):
+            fitted.append(fit_length(w[start:], length, mode))
+            owner.append(i)
+    return fitted, np.asarray(owner, dtype=np.int64)
+
+
+def _per_clip_mean(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
+    sums = np.zeros((n_clips, values.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, values)
+    return (sums / np.bincount(owner, minlength=n_clips)[:, None]).astype(np.float32)
+
+
 def embed(
     model: DualBranchCNN,
     waves: Sequence[np.ndarray],
@@ -61,10 +81,15 @@ def embed(
     batch_size: int = 64,
     normalize: bool = False,
 ) -> np.ndarray:
-    """(N, 256) clip embeddings; clips fitted to the model length with its fit mode."""
+    """(N, 256) clip embeddings; a clip longer than the model length is the mean of its windows'
+    embeddings (each length-normalised first when ``normalize``)."""
     dev = _model_device(model, device)
-    fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
+    fitted, owner = _windows(model, waves)
     e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
+    if normalize:
+        e = _normalise(e)
+    if len(owner) != len(waves):
+        e = _per_clip_mean(e, owner, len(waves))
     return _normalise(e) if normalize else e
 
 
@@ -114,7 +139,8 @@ def logits(
     if head is None:
         raise ValueError("model has no classifier head attached")
     dev = _model_device(model, device)
-    fitted = (fit_length(w, model.cfg.input_len, model.cfg.fit_mode) for w in waves)
-    return _forward_fitted(
+    fitted, owner = _windows(model, waves)
+    out = _forward_fitted(
         model, fitted, dev, batch_size, lambda w, n: head.class_logits(model.embed(w, n))
     )
+    return _per_clip_mean(out, owner, len(waves)) if len(owner) != len(waves) else out

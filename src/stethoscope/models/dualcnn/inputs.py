@@ -39,6 +39,8 @@ def fit_length(
         raise ValueError(f"length must be positive, got {length}")
     if mode == "tile":
         start = int(offset) % n
+        if start + length <= n:  # a window of a long clip: no need to tile it all first
+            return np.array(wave[start : start + length]), length
         reps = int(np.ceil((start + length) / n))
         return np.ascontiguousarray(np.tile(wave, reps)[start : start + length]), length
     if mode == "pad":

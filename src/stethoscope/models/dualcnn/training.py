@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from stethoscope.devices import cpu_threads, resolve_device
+from stethoscope.models.clip_length import MAX_INPUT_SECONDS, typical_length
 from stethoscope.models.dualcnn.inputs import fit_length
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos, feature_exchange, mixup, one_hot
 from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 class DualCNNConfig:
     """Training configuration; defaults follow SPEC 4.2 (Wilkinghoff's recipe)."""
 
-    input_seconds: float | None = None  # None: length of the longest training clip
+    input_seconds: float | None = None  # None: the training clips' median length, capped:
+    max_input_seconds: float = MAX_INPUT_SECONDS  # (see models/clip_length.py)
     sample_rate: int = 16_000
     fit_mode: str = "tile"  # "tile" | "pad"
     epochs: int = 10
@@ -225,7 +227,7 @@ def train_dualcnn(
     length = (
         int(round(cfg.input_seconds * cfg.sample_rate))
         if cfg.input_seconds
-        else max(int(np.asarray(w).size) for w in waves)
+        else typical_length(waves, cfg.sample_rate, cfg.max_input_seconds)
     )
     arch = ArchConfig(input_len=length, sample_rate=cfg.sample_rate, fit_mode=cfg.fit_mode)
     fingerprint = {
