@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from stethoscope.backends.base import BACKENDS, FitData, l2_normalise
 from stethoscope.backends.cosine_centre import CosineCentreBackend
 from stethoscope.backends.density_softmax import DensitySoftmaxBackend
 from stethoscope.backends.dtmm import DtMMBackend, Monitor, stratified_split
+from stethoscope.backends.factory import make_backend
 from stethoscope.backends.kmeans import KMeansBackend
 from stethoscope.backends.mixture_kl import categorical_kl, gaussian_kl, mixture_kl
 from stethoscope.state_io import load_state, save_state
@@ -100,7 +102,26 @@ def test_kmeans_with_fewer_source_clips_than_clusters():
     np.testing.assert_allclose(b.score(x), 0.0, atol=1e-12)
 
 
-def test_kmeans_domain_norm_removes_the_target_offset():
+def test_kmeans_threshold_scores_follow_the_scoring_rule_held_out():
+    rng = np.random.default_rng(3)
+    x, dom, cls, _ = _section(rng)
+    b = KMeansBackend().fit(FitData(x, dom, cls, seed=0))
+    held = b.threshold_scores(FitData(x, dom, cls, seed=0))
+    z = l2_normalise(x)
+    src, tgt = z[dom == "source"], z[dom == "target"]
+    # a target clip: the source centres and the other target clips (its own centre left out)
+    for i in np.flatnonzero(dom == "target")[:3]:
+        others = np.delete(tgt, np.flatnonzero(np.flatnonzero(dom == "target") == i), axis=0)
+        centres = np.concatenate([b.centres[: b.n_source_centres], others])
+        assert held[i] == pytest.approx(1 - (centres @ z[i]).max(), abs=1e-12)
+    # a source clip: never 0 (its own cluster was fitted without it), and never farther than the
+    # nearest target clip, which the scorer would also see
+    s = held[dom == "source"]
+    assert np.all(s > 0) and np.all(s <= 1 - (src @ tgt.T).max(axis=1) + 1e-12)
+    assert np.median(s) > 1.2 * np.median(b.score(x[dom == "source"]))  # in-sample runs low
+
+
+def test_domain_norm_layer_removes_the_target_offset():
     """Ten scattered target clips: without scaling target normals outscore source normals."""
     rng = np.random.default_rng(4)
     src_dir, tgt_dir = np.eye(D)[0], np.eye(D)[1]
@@ -112,7 +133,7 @@ def test_kmeans_domain_norm_removes_the_target_offset():
     dom = np.array(["source"] * 300 + ["target"] * 10)
     test_s, test_t = clips(src_dir, 200, 0.1), clips(tgt_dir, 200, 0.3)
     plain = KMeansBackend().fit(FitData(x, dom, seed=0))
-    scaled = KMeansBackend(domain_norm="median").fit(FitData(x, dom, seed=0))
+    scaled = make_backend("kmeans", {"domain_norm": "median"}).fit(FitData(x, dom, seed=0))
 
     def ratio(b):  # typical target-normal score over typical source-normal score
         return np.median(b.score(test_t)) / np.median(b.score(test_s))
@@ -120,20 +141,27 @@ def test_kmeans_domain_norm_removes_the_target_offset():
     labels = np.r_[np.zeros(200), np.ones(200)]
     assert roc_auc_score(labels, np.r_[plain.score(test_s), plain.score(test_t)]) > 0.99
     assert ratio(plain) > 4 and 0.6 < ratio(scaled) < 1.6  # ten target clips: a noisy scale
-    assert scaled.scales[1] > 3 * scaled.scales[0]
-    # threshold scores: source clips to their centres, target clips to their nearest other clip
-    assert len(scaled.held_out) == 310 and np.all(scaled.held_out[300:] > 0)
-    np.testing.assert_allclose(np.median(scaled.held_out[:300]), 1.0)
+    assert scaled.stats["target"][1] > 3 * scaled.stats["source"][1]
+    # held-out scores: each domain's own normal clips at about 1 after the scaling
+    held = scaled.threshold_scores(FitData(x, dom, seed=0))
+    assert len(held) == 310 and np.all(np.isfinite(held))
+    np.testing.assert_allclose(np.median(held[:300]), 1.0, rtol=0.05)
+    np.testing.assert_allclose(np.median(held[300:]), 1.0, rtol=0.3)
     with pytest.raises(ValueError, match="domain_norm"):
-        KMeansBackend(domain_norm="zscore")
+        make_backend("kmeans", {"domain_norm": "rank"})
 
 
 # ----------------------------------------------------------------------------- DensitySoftmax
-@pytest.mark.parametrize("variant", ["msp", "neg-logsumexp", "min-mahalanobis"])
-def test_density_softmax_far_points_score_higher(variant):
+@pytest.mark.parametrize(
+    "reading,score",
+    # not ("report", "msp"): a softmax over log-densities is confident far from every class
+    [("report", "neg-logsumexp"), ("report", "min-mahalanobis"), ("refit", "msp"),
+     ("refit", "neg-logsumexp"), ("refit", "min-mahalanobis")],
+)  # fmt: skip
+def test_density_softmax_far_points_score_higher(reading, score):
     rng = np.random.default_rng(3)
     x, dom, cls, centres = _section(rng)
-    b = DensitySoftmaxBackend(variant=variant).fit(FitData(x, dom, cls, seed=0))
+    b = DensitySoftmaxBackend(reading, score).fit(FitData(x, dom, cls, seed=0))
     near = centres[cls[:40]] + 0.35 * rng.normal(size=(40, D))
     far = -centres[cls[:40]] + 1.5 * rng.normal(size=(40, D))  # away from every class Gaussian
     s_near, s_far = b.score(near), b.score(far)
@@ -160,17 +188,26 @@ def test_density_softmax_class_log_densities_equal_scipy():
 def test_density_softmax_density_normalisation_and_domain_classes():
     rng = np.random.default_rng(4)
     x, dom, _, centres = _section(rng)
-    b = DensitySoftmaxBackend().fit(FitData(x, dom, None, seed=0))  # classes = domains
+    b = DensitySoftmaxBackend("refit").fit(FitData(x, dom, None, seed=0))  # classes = domains
     assert b.class_labels == ["source", "target"]
     dens = b.density(x)
     assert dens.max() == pytest.approx(1.0) and dens.min() > 0
     assert np.median(dens) == pytest.approx(0.5, abs=0.01)  # the calibrated temperature
     probs = b.probabilities(x)
     np.testing.assert_allclose(probs.sum(1), 1.0)
+    # the refitted classifier's logits: scale * cos(x, class mean), scaled by the density
+    z = l2_normalise(x[:5])
+    dirs = l2_normalise(np.stack([l2_normalise(x)[dom == d].mean(0) for d in ("source", "target")]))
+    np.testing.assert_allclose(b.logits(x[:5]), dens[:5, None] * 16.0 * (z @ dirs.T), rtol=1e-9)
     far = -centres[:1] * 3
     assert b.density(far)[0] < 1e-3
     # far from everything: density ~0, logits flattened, softmax ~uniform over the 2 classes
     assert b.score(far)[0] == pytest.approx(0.5, abs=1e-3)
+    # the report's reading: the softmax of the class log-densities themselves
+    report = DensitySoftmaxBackend("report").fit(FitData(x, dom, None, seed=0))
+    np.testing.assert_allclose(
+        report.probabilities(x[:5]), softmax(report.class_log_densities(z), axis=1), rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------- cosine centre
@@ -232,11 +269,13 @@ def test_dtmm_threshold_is_mu_plus_k_sigma_of_held_out_kls(dtmm_fit):
     b, x, dom, _ = dtmm_fit
     _, thr = stratified_split(dom, 0.7, seed=0)
     kls = b.score(x[thr])  # recompute the threshold-set KLs through the public scorer
-    np.testing.assert_allclose(b.threshold_scores(FitData(x, dom)), kls, rtol=1e-12)
+    held = b.threshold_scores(FitData(x, dom))
+    assert len(held) == len(x) and np.isnan(np.delete(held, thr)).all()  # in clip order
+    np.testing.assert_allclose(held[thr], kls, rtol=1e-12)
     mu = sum(kls) / len(kls)
     sigma = (sum((v - mu) ** 2 for v in kls) / len(kls)) ** 0.5
     assert b.threshold == pytest.approx(mu + 3.0 * sigma, rel=1e-12)
-    assert len(b.held_out) == 57  # 18 of each 60-clip source class + 3 target clips
+    assert len(thr) == 57  # 18 of each 60-clip source class + 3 target clips
     assert 1 <= len(b.baseline.weights) <= 6 and b.baseline.weights.sum() == pytest.approx(1.0)
 
 
@@ -278,6 +317,7 @@ def test_dtmm_map_covariance_and_diag_variants_run():
     ]:
         b = DtMMBackend(n_pca=5, max_components=4, **kw).fit(FitData(x, dom, cls, seed=1))
         kls = b.threshold_scores(FitData(x, dom, cls, seed=1))
+        kls = kls[~np.isnan(kls)]
         assert b.threshold == pytest.approx(kls.mean() + 3.0 * kls.std(), rel=1e-12)
         # training clips evolve the baseline far less than clips pointing the other way
         assert np.median(b.score(-x[:20])) > 1.8 * np.median(b.score(x[:20]))
@@ -341,12 +381,13 @@ def test_monitor_alerts_after_a_persistent_fault():
     "name,kwargs,views",
     [
         ("kmeans", {}, None),
-        ("kmeans", {"domain_norm": "median"}, None),
         ("cosine-centre", {}, None),
         ("cosine-centre", {"per": "class"}, None),
-        ("density-softmax", {"variant": "msp"}, None),
-        ("density-softmax", {"variant": "msp", "logits": "gaussian"}, None),
-        ("density-softmax", {"variant": "neg-logsumexp"}, None),
+        ("density-softmax", {"reading": "report"}, None),
+        ("density-softmax", {"reading": "refit", "score": "neg-logsumexp"}, None),
+        ("density-softmax", {"score": "min-mahalanobis"}, None),
+        ("knn-ldn", {}, None),
+        ("knn-ldn", {"target_augment": "memmixup"}, None),
         ("dtmm", {"n_pca": 5, "max_components": 4}, 3),
         (
             "dtmm",
@@ -366,6 +407,8 @@ def test_state_round_trip_gives_identical_scores(tmp_path, name, kwargs, views):
     arrays2, meta2 = load_state(tmp_path, "backend")
     restored = type(backend).from_state(arrays2, meta2)
     np.testing.assert_array_equal(restored.score(test), backend.score(test))
+    data = FitData(x, dom, cls, seed=0)
+    np.testing.assert_array_equal(restored.threshold_scores(data), backend.threshold_scores(data))
     if name == "dtmm":
         assert restored.threshold == backend.threshold
         np.testing.assert_array_equal(restored.held_out, backend.held_out)

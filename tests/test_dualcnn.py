@@ -293,6 +293,46 @@ def test_views_are_the_embeddings_of_their_crops_in_any_batching(trained):
     )
 
 
+def test_dtmm_views_of_one_clip_differ_in_both_branches(trained):
+    """Crops hold other content in every view; the old tiled views are circular shifts, which the
+    spectrum branch's FFT magnitude cannot tell apart."""
+    model, _, waves, _, _ = trained
+    length = model.cfg.input_len
+    wave = waves[0][:length]  # a clip of exactly the input length
+
+    def branches(views):
+        w = torch.from_numpy(np.stack([v for v, _ in views]))
+        n = torch.tensor([k for _, k in views])
+        with torch.no_grad():
+            spec, spectrum = model(w, n)
+            fft = model.spectrum(w)
+        return spec.numpy(), spectrum.numpy(), fft.numpy()
+
+    def spread(a):  # largest distance of a view from the first, relative to the first
+        return max(np.linalg.norm(a[i] - a[0]) / np.linalg.norm(a[0]) for i in range(1, len(a)))
+
+    spec_c, spectrum_c, fft_c = branches(view_crops(wave, 4, None, length))
+    spec_t, spectrum_t, fft_t = branches(view_crops(wave, 4, None, length, mode="tiled"))
+    assert spread(fft_t) < 1e-5  # tiled: one FFT magnitude in every view
+    assert spread(fft_c) > 0.1 and spread(spectrum_c) > 0.05 and spread(spec_c) > 0.05
+    assert spread(spectrum_c) > 100 * spread(spectrum_t)
+
+
+def test_embedding_logits_are_the_heads_logits_of_the_section_classes(trained):
+    model, _, waves, _, _ = trained
+    fe = _frontend_of(model)
+    fe.class_names = ["fan|00|kind_0", "fan|00|kind_1", "valve|00|a", "valve|00|b"]
+    inputs = [w[: model.cfg.input_len] for w in waves[:6]]
+    x = fe.transform(_clips(6), inputs, "embedding-logits")
+    assert x.shape == (6, 256 + 2)  # the two classes of fan section 00
+    head = model.head
+    e = torch.from_numpy(fe.transform(_clips(6), inputs, "embedding")).float()
+    cos = head.cosines(e).double()  # (N, 4 classes, 4 sub-clusters)
+    want = float(head.scale) * cos.amax(dim=2)[:, :2].numpy()
+    np.testing.assert_allclose(x[:, 256:], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x[:, :256], e.double().numpy(), rtol=1e-6)
+
+
 def test_views_are_built_batch_by_batch_not_all_at_once(trained):
     import tracemalloc
 

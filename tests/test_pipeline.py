@@ -256,6 +256,7 @@ def test_embedding_systems_end_to_end(tiny_data: Path, tmp_path: Path):
 
     arrays, _ = load_state(run / "cnn-dtmm" / "model" / "backends", "fan_section_00")
     kls = (arrays["m0.held_out"] + arrays["m1.held_out"]) / 2  # the two members' held-out KLs
+    kls = kls[~np.isnan(kls)]  # NaN: the clips the baselines were fitted on
     assert np.isclose(meta["threshold"]["value"], kls.mean() + 3.0 * kls.std(), rtol=1e-9)
     for name in ("acae", "cnn-dtmm"):  # scored on embeddings / on views: both get a 2-D map input
         emb = np.load(run / name / "embeddings.npz")

@@ -4,10 +4,12 @@ from stethoscope.backends import (
     ae_scores,
     cosine_centre,
     density_softmax,
+    domain_norm,
     dtmm,
     ensemble,
     identity,
     kmeans,
+    knn,
     zscore,
 )
 
@@ -15,9 +17,11 @@ __all__ = [
     "ae_scores",
     "cosine_centre",
     "density_softmax",
+    "domain_norm",
     "dtmm",
     "ensemble",
     "identity",
     "kmeans",
+    "knn",
     "zscore",
 ]

@@ -54,7 +54,8 @@ class Backend(ABC):
         """(N,) anomaly scores for N clips, same input kind as ``FitData.x``."""
 
     def threshold_scores(self, data: FitData) -> np.ndarray:
-        """Scores of the training clips that the decision threshold is fitted on.
+        """(N,) scores of the training clips, in their order, that the decision threshold is
+        fitted on (and a fusion of systems standardises with); NaN for a clip left out.
 
         By default the fitted back end's scores of its own training clips. A back end that can
         score training clips as unseen clips (held out, by the same rule as :meth:`score`)

@@ -33,7 +33,8 @@ state in a stream), with responsibilities r_nk of the clip's views Y under the c
 
 ``n_iter`` > 1 repeats the step with responsibilities from the evolved mixture (prior unchanged).
 Score = matched-component KL from the evolved mixture to the baseline (``mixture_kl``). Threshold:
-the m threshold-training clips' KLs (``held_out``, the back end's ``threshold_scores``) give
+the m threshold-training clips' KLs (``held_out``, NaN for the model-training clips: the back end's
+``threshold_scores``) give
 T = mean + k * std (population std),
 exposed as ``threshold``; when the split would leave fewer than 2 held-out or 5 model clips, the
 baseline uses all clips and the threshold their in-sample KLs (``threshold_in_sample``).
@@ -221,8 +222,10 @@ class DtMMBackend(Backend):
         w = bgm.weights_[keep]
         self.baseline = Mixture(w / w.sum(), bgm.means_[keep].copy(), bgm.covariances_[keep].copy())
 
-        self.held_out = np.array([self._kl_projected(self.project(clips[i])) for i in thr_idx])
-        self.threshold = float(self.held_out.mean() + p["k"] * self.held_out.std())
+        kls = np.array([self._kl_projected(self.project(clips[i])) for i in thr_idx])
+        self.held_out = np.full(len(clips), np.nan)  # NaN: clips the baseline was fitted on
+        self.held_out[thr_idx] = kls
+        self.threshold = float(kls.mean() + p["k"] * kls.std())
         return self
 
     # -------------------------------------------------------------- evolution

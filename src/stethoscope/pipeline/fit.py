@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from stethoscope.backends.base import BACKENDS, Backend, FitData
-from stethoscope.backends.ensemble import EnsembleBackend
+from stethoscope.backends.base import FitData
+from stethoscope.backends.factory import make_backend
 from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
@@ -86,7 +86,6 @@ def fit_backends(
     """Fit the system's back end and threshold for every machine type and section."""
     model = SystemModel(config=cfg, frontend=frontend)
     keys = sorted({(c.machine, c.section) for c in feats.clips})
-    backend_cls = BACKENDS.get(cfg.backend.name)
     threshold_cls = THRESHOLDS.get(cfg.threshold.name)
     for i, (machine, section) in enumerate(keys):
         idx = [j for j, c in enumerate(feats.clips) if (c.machine, c.section) == (machine, section)]
@@ -97,13 +96,7 @@ def fit_backends(
         data = FitData(
             x=x, domains=np.array([c.domain or "source" for c in clips]), classes=classes, seed=seed
         )
-        backend: Backend
-        if frontend.n_members > 1:  # seed ensemble: one back end per member, scores averaged
-            backend = EnsembleBackend(
-                [backend_cls(**cfg.backend.params) for _ in range(frontend.n_members)]
-            )
-        else:
-            backend = backend_cls(**cfg.backend.params)
+        backend = make_backend(cfg.backend.name, cfg.backend.params, frontend.n_members)
         backend.fit(data)
         rule = threshold_cls(**cfg.threshold.params)
         rule.fit(backend.threshold_scores(data))

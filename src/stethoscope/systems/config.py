@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from stethoscope.backends.base import BACKENDS
+from stethoscope.backends.factory import make_backend
 from stethoscope.decision.base import THRESHOLDS
 from stethoscope.errors import ConfigError
 from stethoscope.models.base import FRONTENDS
@@ -81,6 +82,13 @@ class SystemConfig:
                 f"system '{self.name}': front end '{frontend.name}' does not produce "
                 f"'{self.backend_input}' (it gives {', '.join(frontend.outputs)})"
             )
+        try:  # the back end's parameters: a misspelt one fails here, not after training
+            make_backend(self.backend.name, self.backend.params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"system '{self.name}': back end '{backend.name}' parameters {self.backend.params}: "
+                f"{exc}"
+            ) from exc
         if self.backend_input not in backend.inputs:
             raise ConfigError(
                 f"system '{self.name}': back end '{backend.name}' does not take "

@@ -26,7 +26,7 @@ from stethoscope.devices import cpu_threads, resolve_device
 from stethoscope.errors import ConfigError, ModelError
 from stethoscope.models import persistence
 from stethoscope.models.base import FrontEnd, register_frontend
-from stethoscope.models.dualcnn.inference import embed, embed_views
+from stethoscope.models.dualcnn.inference import VIEW_MODES, embed, embed_views, logits
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos
 from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
 from stethoscope.models.dualcnn.training import DualCNNConfig, train_dualcnn
@@ -39,17 +39,20 @@ log = logging.getLogger(__name__)
 class DualCNNFrontEnd(FrontEnd):
     feature = "waveform"
     per_machine = False
-    outputs = ("embedding", "views")
+    outputs = ("embedding", "views", "embedding-logits")
 
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
-        own = ("ensemble", "n_views", "crop_seconds")
+        own = ("ensemble", "n_views", "crop_seconds", "views")
         self.cfg = persistence.config_from(DualCNNConfig, self.params, ignore=own)
         self.ensemble = int(self.params.get("ensemble", 1))
         self.n_views = int(self.params.get("n_views", 8))
         self.crop_seconds: float | None = self.params.get("crop_seconds")
+        self.views = str(self.params.get("views", "crops"))
         if self.ensemble < 1 or self.n_views < 1:
             raise ConfigError("dualcnn: ensemble and n_views must be >= 1")
+        if self.views not in VIEW_MODES:
+            raise ConfigError(f"dualcnn: views must be one of {VIEW_MODES}, not {self.views!r}")
         self.members: list[DualBranchCNN] = []
         self.class_names: list[str] = []
         self._memo: dict[tuple[str, str], np.ndarray] = {}
@@ -90,6 +93,8 @@ class DualCNNFrontEnd(FrontEnd):
         """Embeddings are memoised per clip: the back ends of one study share one forward pass."""
         if output not in self.outputs:
             raise ConfigError(f"the dual-branch CNN gives {self.outputs}, not '{output}'")
+        if output == "embedding-logits":
+            return self._embedding_logits(clips, inputs)
         todo = [i for i, c in enumerate(clips) if (output, str(c.path)) not in self._memo]
         if todo:
             fresh = self._compute([inputs[i] for i in todo], output)
@@ -107,9 +112,32 @@ class DualCNNFrontEnd(FrontEnd):
                 parts = [embed(m, waves, dev, b, normalize=True) for m in self.members]
             else:
                 parts = [
-                    embed_views(m, waves, self.n_views, self.crop_seconds, dev, b, normalize=True)
+                    embed_views(m, waves, self.n_views, self.crop_seconds, dev, b, True, self.views)
                     for m in self.members
                 ]
+        return (np.concatenate(parts, axis=-1) / np.sqrt(len(parts))).astype(np.float64)
+
+    def _embedding_logits(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Per member [embedding | the head's logits of the clips' section classes] / sqrt(N):
+        the section's classes in the order ``data.labels.class_labels`` gives them."""
+        sections = {(c.machine, c.section) for c in clips}
+        if len(sections) != 1:
+            raise ConfigError(
+                "dualcnn: embedding-logits are for the clips of one section at a time"
+            )
+        machine, section = sections.pop()
+        prefix = f"{machine}|{section}|"
+        cols = [i for i, name in enumerate(self.class_names) if name.startswith(prefix)]
+        if not cols:
+            raise ModelError(f"dualcnn: no trained class of {machine} section {section}")
+        emb = self.transform(clips, inputs, "embedding") * np.sqrt(len(self.members))
+        dev = resolve_device(self.device)
+        parts = []
+        with cpu_threads(self.cfg.threads, dev):
+            for k, m in enumerate(self.members):
+                d = m.emb_dim
+                lg = logits(m, list(inputs), dev, self.cfg.eval_batch, best_subcluster=True)
+                parts.append(np.concatenate([emb[:, k * d : (k + 1) * d], lg[:, cols]], axis=1))
         return (np.concatenate(parts, axis=-1) / np.sqrt(len(parts))).astype(np.float64)
 
     def save(self, directory: Path) -> None:
@@ -122,6 +150,7 @@ class DualCNNFrontEnd(FrontEnd):
             "ensemble": self.ensemble,
             "n_views": self.n_views,
             "crop_seconds": self.crop_seconds,
+            "views": self.views,
         }
         persistence.save(
             directory,

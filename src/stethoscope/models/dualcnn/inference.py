@@ -93,27 +93,44 @@ def embed(
     return _normalise(e) if normalize else e
 
 
+VIEW_MODES = ("crops", "tiled")
+
+
 def view_crops(
-    wave: np.ndarray, n_views: int, crop_len: int | None, length: int
+    wave: np.ndarray,
+    n_views: int,
+    crop_len: int | None,
+    length: int,
+    mode: str = "crops",
+    fit_mode: str = "tile",
 ) -> list[tuple[np.ndarray, int]]:
-    """``n_views`` views of one clip, each tiled to ``length``: evenly spaced overlapping crops of
-    ``crop_len`` samples, or (``crop_len`` None) the whole clip tiled from evenly spaced offsets."""
+    """``n_views`` views of one clip, each brought to the model's ``length`` by ``fit_mode``.
+
+    ``"crops"``: evenly spaced overlapping crops of ``crop_len`` samples (half the clip when None),
+    so every view holds other content. ``"tiled"``: the whole clip read from evenly spaced offsets
+    of its tiling; each view is then a circular shift of the same signal, which the spectrum branch
+    (an FFT magnitude) cannot tell apart, so the views nearly coincide.
+    """
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     n = wave.shape[0]
-    if crop_len is None or crop_len >= n:
+    if mode == "tiled":
         return [fit_length(wave, length, "tile", offset=(v * n) // n_views) for v in range(n_views)]
-    starts = np.linspace(0, n - crop_len, n_views).round().astype(int)
-    return [fit_length(wave[s : s + crop_len], length, "tile") for s in starts]
+    if mode != "crops":
+        raise ValueError(f"views must be one of {VIEW_MODES}, not {mode!r}")
+    crop = min(n, crop_len if crop_len is not None else max(1, n // 2))
+    starts = np.linspace(0, n - crop, n_views).round().astype(int)
+    return [fit_length(wave[s : s + crop], length, fit_mode) for s in starts]
 
 
 def embed_views(
     model: DualBranchCNN,
     waves: Sequence[np.ndarray],
-    n_views: int = 5,
+    n_views: int = 8,
     crop_seconds: float | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 64,
     normalize: bool = False,
+    mode: str = "crops",
 ) -> np.ndarray:
     """(N, n_views, 256) embeddings of several views of each clip (for the DtMM back end)."""
     if n_views < 1:
@@ -122,7 +139,8 @@ def embed_views(
     crop = (
         None if crop_seconds is None else max(1, int(round(crop_seconds * model.cfg.sample_rate)))
     )
-    fitted = (v for w in waves for v in view_crops(w, n_views, crop, model.cfg.input_len))
+    length, fit_mode = model.cfg.input_len, model.cfg.fit_mode
+    fitted = (v for w in waves for v in view_crops(w, n_views, crop, length, mode, fit_mode))
     e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
     e = e.reshape(len(waves), n_views, -1)
     return _normalise(e) if normalize else e
@@ -133,14 +151,16 @@ def logits(
     waves: Sequence[np.ndarray],
     device: str | torch.device | None = None,
     batch_size: int = 64,
+    best_subcluster: bool = False,
 ) -> np.ndarray:
-    """(N, C) class logits of the main AdaCos head (softmax = the head's class posterior)."""
+    """(N, C) class logits of the main AdaCos head: log-sum-exp over each class's sub-clusters
+    (softmax = the head's class posterior), or with ``best_subcluster`` the scale times the cosine
+    to the nearest sub-cluster (DensitySoftmax's logits)."""
     head = model.head
     if head is None:
         raise ValueError("model has no classifier head attached")
     dev = _model_device(model, device)
     fitted, owner = _windows(model, waves)
-    out = _forward_fitted(
-        model, fitted, dev, batch_size, lambda w, n: head.class_logits(model.embed(w, n))
-    )
+    fn = head.best_subcluster_logits if best_subcluster else head.class_logits
+    out = _forward_fitted(model, fitted, dev, batch_size, lambda w, n: fn(model.embed(w, n)))
     return _per_clip_mean(out, owner, len(waves)) if len(owner) != len(waves) else out

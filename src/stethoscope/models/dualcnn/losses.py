@@ -67,6 +67,10 @@ class SubClusterAdaCos(nn.Module):
         w = nn.functional.normalize(self.centres, dim=1)
         return (e @ w.t()).view(-1, self.n_classes, self.n_subclusters)
 
+    def best_subcluster_logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, C) scale x cosine to each class's nearest sub-cluster (DensitySoftmax's logits)."""
+        return self.scale * self.cosines(emb).amax(dim=2)
+
     def class_logits(self, emb: torch.Tensor) -> torch.Tensor:
         """Class logits (B, C) = log sum_k exp(s cos); their softmax is the class posterior."""
         return torch.logsumexp(self.scale * self.cosines(emb), dim=2)
