@@ -13,6 +13,7 @@ from stethoscope.backends.density_softmax import DensitySoftmaxBackend
 from stethoscope.backends.dtmm import DtMMBackend, Monitor, stratified_split
 from stethoscope.backends.factory import make_backend
 from stethoscope.backends.kmeans import KMeansBackend
+from stethoscope.backends.knn import KNNLocalDensity
 from stethoscope.backends.mixture_kl import categorical_kl, gaussian_kl, mixture_kl
 from stethoscope.state_io import load_state, save_state
 
@@ -444,3 +445,48 @@ def test_ensemble_averages_member_scores_and_round_trips():
         save_state(d, "ens", arrays, meta)
         back = EnsembleBackend.from_state(*load_state(d, "ens"))
     np.testing.assert_allclose(back.score(xq), ens.score(xq), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- kNN + LDN
+def test_knn_ldn_exact_copy_scores_zero_and_grows_with_distance():
+    rng = np.random.default_rng(12)
+    x, dom, cls, _ = _section(rng)
+    b = KNNLocalDensity(k=5).fit(FitData(x, dom, cls, seed=0))
+    np.testing.assert_allclose(b.score(x[:20]), 0.0, atol=1e-12)  # exact copies
+    z = l2_normalise(x)
+    bank = z[dom == "source"]
+    # by hand for one point: distance to the nearest bank point over that point's own k-NN mean
+    q = l2_normalise(x[:1] + 0.2 * rng.normal(size=(1, D)))
+    d = 1 - q @ bank.T
+    n = int(np.argmin(d))
+    own = np.sort(1 - bank[n] @ bank.T)[1:6].mean()  # its 5 nearest others (itself excluded)
+    tgt = z[dom == "target"]
+    d_t = 1 - q @ tgt.T
+    n_t = int(np.argmin(d_t))
+    own_t = np.sort(1 - tgt[n_t] @ tgt.T)[1:6].mean()
+    assert b.score(q)[0] == pytest.approx(min(d[0, n] / own, d_t[0, n_t] / own_t), rel=1e-9)
+    # moving a clip away from its training neighbour only raises its score
+    direction = l2_normalise(rng.normal(size=D))
+    steps = [b.score(l2_normalise(x[:1] + t * direction))[0] for t in (0.0, 0.05, 0.1, 0.2, 0.4)]
+    assert steps[0] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(steps) > 0)
+    # held out, a training clip is no longer its own neighbour
+    held = b.threshold_scores(FitData(x, dom, cls, seed=0))
+    assert np.all(held > 0) and len(held) == len(x)
+
+
+def test_target_augmentation_memmixup_and_smote():
+    from stethoscope.backends.augment import augment_target, memmixup, smote
+
+    rng = np.random.default_rng(13)
+    src = l2_normalise(rng.normal(size=(30, D)))
+    tgt = l2_normalise(rng.normal(size=(4, D)))
+    mixed = memmixup(tgt, src, k=3, lam=0.8)
+    assert mixed.shape == (12, D)
+    nearest = np.argsort(-(tgt[0] @ src.T))[:3]
+    want = l2_normalise(0.8 * tgt[0] + 0.2 * src[nearest])
+    np.testing.assert_allclose(mixed[:3], want, atol=1e-12)
+    new = smote(tgt, k=2, n_per_clip=5, seed=0)
+    assert new.shape == (20, D)
+    np.testing.assert_allclose(np.linalg.norm(new, axis=1), 1.0, atol=1e-12)
+    out = augment_target(tgt, src, "memmixup", k=3)
+    assert len(out) == 4 + 12 and np.array_equal(out[:4], tgt)

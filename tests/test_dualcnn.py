@@ -3,6 +3,7 @@ its saved form (all CPU, seconds)."""
 
 from __future__ import annotations
 
+import math
 import json
 import time
 from pathlib import Path
@@ -354,6 +355,7 @@ def test_views_are_built_batch_by_batch_not_all_at_once(trained):
 def _frontend_of(model: DualBranchCNN, n_classes: int = 4) -> DualCNNFrontEnd:
     fe = DualCNNFrontEnd({"input_seconds": 1.0, "n_subclusters": 4}, device="cpu")
     fe.members, fe.class_names = [model], [f"c{i}" for i in range(n_classes)]
+    fe.n_data_classes = n_classes
     return fe
 
 
@@ -471,3 +473,34 @@ def test_training_is_deterministic_and_supports_pad_and_noise():
     assert h3[0]["loss"] == h4[0]["loss"] != h1[0]["loss"]
     with pytest.raises(ValueError):
         train_dualcnn(waves, labels + 5, 2, cfg, "cpu")
+
+
+def test_auxiliary_classes_synthetic_and_shifts():
+    from stethoscope.models.dualcnn import auxiliary
+
+    waves, names = auxiliary.synthetic_clips({"fan", "valve"}, 2, 8000)
+    machines = {n.split("|")[1] for n in names}
+    assert len(waves) == 2 * len(machines) and not machines & {"fan", "valve"}
+    assert all(w.shape == (8000,) and n.startswith("aux|") for w, n in zip(waves, names))
+    clip = np.sin(2 * np.pi * 440 * np.arange(SR) / SR).astype(np.float32)
+    shifted, labels = auxiliary.shifted_clips([clip], ["fan|00|source"])
+    assert labels == ["fan|00|source|x0.94", "fan|00|source|x1.06"]
+    assert [len(s) for s in shifted] == [math.ceil(SR * 50 / 47), math.ceil(SR * 50 / 53)]
+    # the tone moves by the speed factor
+    peak = [np.argmax(np.abs(np.fft.rfft(s))) * SR / len(s) for s in shifted]
+    np.testing.assert_allclose(peak, [440 * 0.94, 440 * 1.06], rtol=2e-3)
+
+
+def test_frontend_adds_auxiliary_classes_after_the_datas_own(tmp_path):
+    waves, _ = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0)
+    clips = _clips(len(waves))
+    fe = DualCNNFrontEnd(
+        {"epochs": 1, "batch_size": 8, "n_subclusters": 2, "auxiliary": "shifts"}, device="cpu"
+    )
+    fe.fit(clips, waves)
+    own = ["fan|00|kind_0", "fan|00|kind_1"]
+    assert fe.class_names[:2] == own
+    assert fe.class_names[2:] == sorted(f"{c}|x{f:g}" for c in own for f in (0.94, 1.06))
+    assert fe.members[0].head.n_classes == 6
+    x = fe.transform(clips, waves, "embedding-logits")
+    assert x.shape == (len(waves), 256 + 2)  # back ends see the data's classes only

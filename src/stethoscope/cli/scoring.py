@@ -39,10 +39,10 @@ def score(
     """Score the test clips of ROOT with a saved model: official score/decision CSVs."""
     from stethoscope.data import Catalog
     from stethoscope.pipeline.score import score_catalog
-    from stethoscope.pipeline.system_model import SystemModel
+    from stethoscope.pipeline.system_model import load_model
     from stethoscope.ui import progress_display
 
-    model = SystemModel.load(model_dir, device=device)
+    model = load_model(model_dir, device=device)
     click.echo(f"model {model.config.name}, trained on {model.describe_training_data()}")
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:

@@ -44,12 +44,16 @@ def fit(
     """
     from stethoscope.data import Catalog
     from stethoscope.pipeline.fit import fit_model_dir
-    from stethoscope.systems import get_system
+    from stethoscope.systems import SystemConfig, get_system
     from stethoscope.ui import progress_display
 
-    cfg = get_system(system)
-    if epochs is not None and "epochs" in cfg.frontend.params:
-        cfg = cfg.with_frontend_params(epochs=epochs)
+    def with_epochs(cfg: SystemConfig) -> SystemConfig:
+        if epochs is not None and "epochs" in cfg.frontend.params:
+            return cfg.with_frontend_params(epochs=epochs)
+        return cfg
+
+    cfg = with_epochs(get_system(system))
+    members = [with_epochs(get_system(m)) for m in cfg.members]
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
         rep = fit_model_dir(
@@ -61,8 +65,9 @@ def fit(
             device=device,
             on_error=on_error,
             progress=progress,
+            members=members,
         )
-    model = rep.models[cfg.name]
+    model = rep.fusions.get(cfg.name) or rep.models[cfg.name]
     click.echo(f"saved {cfg.name} to {out} ({len(model.sections)} machine/section back ends)")
     report_failures(rep.failures + [(i.path, i.reason) for i in catalog.issues], "training")
     for note in [str(n) for n in catalog.notices] + rep.notes:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from stethoscope.pipeline.system_model import SectionModel, SystemModel, is_mode
 from stethoscope.progress import Progress
 from stethoscope.systems import SystemConfig
 
+if TYPE_CHECKING:
+    from stethoscope.pipeline.fusion import FusionModel
+
 log = logging.getLogger(__name__)
 
 Failures = list[tuple[Path, str]]
@@ -42,6 +45,7 @@ class FitReport:
     models: dict[str, SystemModel] = field(default_factory=dict)
     failures: Failures = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fusions: dict[str, FusionModel] = field(default_factory=dict)
 
 
 def group_by_frontend(configs: Sequence[SystemConfig]) -> list[list[SystemConfig]]:
@@ -88,14 +92,7 @@ def fit_backends(
     keys = sorted({(c.machine, c.section) for c in feats.clips})
     threshold_cls = THRESHOLDS.get(cfg.threshold.name)
     for i, (machine, section) in enumerate(keys):
-        idx = [j for j, c in enumerate(feats.clips) if (c.machine, c.section) == (machine, section)]
-        clips = [feats.clips[j] for j in idx]
-        # per section: keeps memory at one machine's residuals/embeddings
-        x = frontend.transform(clips, [feats.features[j] for j in idx], cfg.backend_input)
-        classes, _ = class_labels(clips)
-        data = FitData(
-            x=x, domains=np.array([c.domain or "source" for c in clips]), classes=classes, seed=seed
-        )
+        clips, data = section_fit_data(cfg, frontend, feats, machine, section, seed)
         backend = make_backend(cfg.backend.name, cfg.backend.params, frontend.n_members)
         backend.fit(data)
         rule = threshold_cls(**cfg.threshold.params)
@@ -104,6 +101,24 @@ def fit_backends(
         if progress:
             progress(f"{cfg.name}: back ends", i + 1, len(keys), {"machine": machine})
     return model
+
+
+def section_fit_data(
+    cfg: SystemConfig,
+    frontend: FrontEnd,
+    feats: FeatureSet,
+    machine: str,
+    section: str,
+    seed: int = 0,
+) -> tuple[list[Clip], FitData]:
+    """The training clips of one machine type and section and what the back end is fitted on
+    (per section: memory stays at one machine's residuals or embeddings)."""
+    idx = [j for j, c in enumerate(feats.clips) if (c.machine, c.section) == (machine, section)]
+    clips = [feats.clips[j] for j in idx]
+    x = frontend.transform(clips, [feats.features[j] for j in idx], cfg.backend_input)
+    classes, _ = class_labels(clips)
+    domains = np.array([c.domain or "source" for c in clips])
+    return clips, FitData(x=x, domains=domains, classes=classes, seed=seed)
 
 
 def fit_group(
@@ -144,11 +159,11 @@ def fit_group(
 def trained_on(catalog: Catalog, clips: Sequence[Clip], cfg: SystemConfig) -> dict[str, Any]:
     """What a model of ``cfg`` trained on these clips is made from: the data's fingerprint and
     the definition of the features its front end reads (a new feature version means retraining)."""
+    data = data_fingerprint(catalog, clips).to_dict()
+    if cfg.members:  # a fusion: its members record their features
+        return {"data": data, "feature": None}
     feature = FRONTENDS.get(cfg.frontend.name).feature
-    return {
-        "data": data_fingerprint(catalog, clips).to_dict(),
-        "feature": {"name": feature, "key": FEATURES.get(feature)().key()},
-    }
+    return {"data": data, "feature": {"name": feature, "key": FEATURES.get(feature)().key()}}
 
 
 def fit_systems(
@@ -201,9 +216,11 @@ def fit_model_dir(
     device: str = "auto",
     on_error: OnError = "skip",
     progress: Progress | None = None,
+    members: Sequence[SystemConfig] | None = None,
 ) -> FitReport:
     """Train one system into the model folder ``out``: a new or empty folder, or one holding this
-    command's unfinished training (``out/.work``), which resumes. Nothing else is written over."""
+    command's unfinished training (``out/.work``), which resumes. Nothing else is written over.
+    A fusion (``cfg.members``) trains its ``members`` (their configs) and holds them."""
     out = Path(out)
     if is_model_dir(out):
         raise ConfigError(f"{out} already holds a model; choose another --out")
@@ -216,14 +233,29 @@ def fit_model_dir(
                 "choose a new or empty folder for --out"
             )
     with folder_lock(out):
-        return fit_systems(
-            catalog,
-            [cfg],
-            machines=machines,
-            cache_dir=cache_dir,
-            device=device,
-            on_error=on_error,
-            progress=progress,
-            save_to=lambda c: out,
-            work_dir=out / ".work",
-        )
+        if not cfg.members:
+            return fit_systems(
+                catalog,
+                [cfg],
+                machines=machines,
+                cache_dir=cache_dir,
+                device=device,
+                on_error=on_error,
+                progress=progress,
+                save_to=lambda c: out,
+                work_dir=out / ".work",
+            )
+        from stethoscope.pipeline.fusion import fit_fusion  # the fusion builds on this module
+
+        rep = fit_systems(
+            catalog, list(members or []), machines=machines, cache_dir=cache_dir, device=device,
+            on_error=on_error, progress=progress, work_dir=out / ".work",
+        )  # fmt: skip
+        trained = {m: rep.models[m] for m in cfg.members}
+        fusion = fit_fusion(
+            cfg, trained, train_clips(catalog, machines), cache_dir=cache_dir, device=device,
+            on_error=on_error, progress=progress,
+        )  # fmt: skip
+        fusion.save(out)
+        rep.fusions[cfg.name] = fusion
+        return rep

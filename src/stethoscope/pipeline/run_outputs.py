@@ -22,8 +22,7 @@ import numpy as np
 from stethoscope.data.catalog import Catalog, OnError
 from stethoscope.evaluation import evaluate_scores_dir
 from stethoscope.pipeline.features import load_features
-from stethoscope.pipeline.score import ScoreReport, score_catalog
-from stethoscope.pipeline.system_model import SystemModel
+from stethoscope.pipeline.score import ScoredModel, ScoreReport, score_catalog
 from stethoscope.progress import Progress
 from stethoscope.state_io import atomic_write_bytes, atomic_write_text
 
@@ -39,7 +38,7 @@ class SystemOutcome:
 
 
 def score_and_evaluate(
-    model: SystemModel,
+    model: ScoredModel,
     catalog: Catalog,
     sdir: Path,
     *,
@@ -83,7 +82,7 @@ def score_and_evaluate(
     )
 
 
-def write_clip_scores(path: Path, model: SystemModel, rep: ScoreReport) -> None:
+def write_clip_scores(path: Path, model: ScoredModel, rep: ScoreReport) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
@@ -109,7 +108,7 @@ def write_clip_scores(path: Path, model: SystemModel, rep: ScoreReport) -> None:
 
 def write_embeddings(
     path: Path,
-    model: SystemModel,
+    model: ScoredModel,
     rep: ScoreReport,
     cache_dir: Path | None,
     device: str,
@@ -120,7 +119,7 @@ def write_embeddings(
     Systems scored on embeddings reuse the ones scoring computed; others (e.g. DtMM's views) ask
     the front end once more for plain embeddings.
     """
-    if "embedding" not in model.frontend.outputs or not rep.results:
+    if model.frontend is None or "embedding" not in model.frontend.outputs or not rep.results:
         return
     keys = sorted(rep.results)
     clips = [c for k in keys for c in rep.results[k][0]]
@@ -133,7 +132,8 @@ def write_embeddings(
         clips = feats.clips
         if not clips:
             return
-        x = np.asarray(model.frontend.transform(clips, feats.features, "embedding"), np.float32)
+        emb = model.frontend.transform(clips, feats.features, "embedding")
+        x = np.asarray(emb, np.float32)
     buf = io.BytesIO()
     np.savez(
         buf,

@@ -12,11 +12,14 @@ import numpy as np
 from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
 from stethoscope.evaluation.submission import write_submission
-from stethoscope.pipeline.features import load_features
-from stethoscope.pipeline.system_model import SystemModel
+from stethoscope.pipeline.fusion import FusionModel
+from stethoscope.pipeline.system_model import Results, SystemModel
 from stethoscope.progress import Progress
 
 log = logging.getLogger(__name__)
+
+#: what scores clips: a trained system, or a fusion of systems
+ScoredModel = SystemModel | FusionModel
 
 
 @dataclass
@@ -37,7 +40,7 @@ class ScoreReport:
 
 
 def score_clips(
-    model: SystemModel,
+    model: ScoredModel,
     clips: Sequence[Clip],
     *,
     cache_dir: Path | None = None,
@@ -45,44 +48,16 @@ def score_clips(
     on_error: OnError = "skip",
     progress: Progress | None = None,
     keep_inputs: dict | None = None,
-) -> tuple[
-    dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]], list[tuple[Path, str]]
-]:
-    """Scores and decisions per (machine, section) for clips the model has a back end for.
-
-    ``keep_inputs`` (a dict) receives the back-end inputs per (machine, section), so callers that
-    also need them (embedding maps) do not run the front end twice.
-    """
-    feats = load_features(
-        clips,
-        model.frontend.feature,
-        cache_dir=cache_dir,
-        device=device,
-        on_error=on_error,
-        progress=progress,
-    )
-    out: dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]] = {}
-    if not feats.clips:
-        return out, feats.failures
-    groups: dict[tuple[str, str], list[int]] = {}
-    for j, c in enumerate(feats.clips):
-        groups.setdefault((c.machine, c.section), []).append(j)
-    for key, idx in sorted(groups.items()):
-        sm = model.sections[key]
-        x = model.frontend.transform(
-            [feats.clips[j] for j in idx],
-            [feats.features[j] for j in idx],
-            model.config.backend_input,
-        )
-        scores = np.asarray(sm.backend.score(x), dtype=np.float64)
-        if keep_inputs is not None:
-            keep_inputs[key] = x
-        out[key] = ([feats.clips[j] for j in idx], scores, sm.threshold.decide(scores))
-    return out, feats.failures
+) -> tuple[Results, list[tuple[Path, str]]]:
+    """Scores and decisions per (machine, section) for clips the model has a back end for."""
+    return model.score_clips(
+        list(clips), cache_dir=cache_dir, device=device, on_error=on_error, progress=progress,
+        keep_inputs=keep_inputs,
+    )  # fmt: skip
 
 
 def score_catalog(
-    model: SystemModel,
+    model: ScoredModel,
     catalog: Catalog,
     out_dir: str | Path,
     *,

@@ -70,12 +70,23 @@ class StudySpec:
         return spec
 
     def system_configs(self) -> list[SystemConfig]:
-        from stethoscope.systems import resolve_systems
+        """The systems of the study with this study's front-end settings; the members of a fusion
+        are added (before it) where the study does not list them."""
+        from stethoscope.systems import get_system, resolve_systems
 
-        out = []
-        for cfg in resolve_systems(self.systems):
+        def configured(cfg: SystemConfig) -> SystemConfig:
+            if cfg.members:
+                return cfg
             cfg = cfg.with_frontend_params(**self.frontends.get(cfg.frontend.name, {}))
             if "epochs" in cfg.frontend.params:  # front ends without training ignore --epochs
                 cfg = cfg.with_frontend_params(epochs=self.epochs)
-            out.append(cfg)
+            return cfg
+
+        out: list[SystemConfig] = []
+        for cfg in resolve_systems(self.systems):
+            for member in cfg.members:
+                if member not in [c.name for c in out]:
+                    out.append(configured(get_system(member)))
+            if cfg.name not in [c.name for c in out]:
+                out.append(configured(cfg))
         return out

@@ -20,11 +20,12 @@ from stethoscope.data.catalog import Catalog, OnError
 from stethoscope.errors import ConfigError
 from stethoscope.pipeline.fit import fit_group, group_by_frontend, train_clips, trained_on
 from stethoscope.pipeline.folder_lock import folder_lock
+from stethoscope.pipeline.fusion import fit_fusion
 from stethoscope.pipeline.provenance import data_fingerprint
 from stethoscope.pipeline.run_folder import RunFolder, StudyConflict
 from stethoscope.pipeline.run_outputs import SystemOutcome, score_and_evaluate
 from stethoscope.pipeline.spec import StudySpec
-from stethoscope.pipeline.system_model import SystemModel, is_model_dir
+from stethoscope.pipeline.system_model import SystemModel, is_model_dir, load_model
 from stethoscope.progress import Progress
 from stethoscope.state_io import read_json, write_json
 from stethoscope.systems import SystemConfig
@@ -64,7 +65,8 @@ def run_study(
         result.notes += [str(n) for n in catalog.notices]
         for cfg in configs:
             _check_saved(folder, cfg, catalog, clips, overwrite)
-        for group in group_by_frontend(configs):
+        fusions = [c for c in configs if c.members]
+        for group in group_by_frontend([c for c in configs if not c.members]):
             _run_group(
                 folder,
                 group,
@@ -77,6 +79,11 @@ def run_study(
                 ground_truth=ground_truth,
                 progress=progress,
             )
+        for cfg in fusions:
+            _run_fusion(
+                folder, cfg, catalog, clips, result, cache_dir=cache_dir, device=device,
+                on_error=on_error, ground_truth=ground_truth, progress=progress,
+            )  # fmt: skip
         for outcome in result.outcomes.values():
             result.notes += [n for n in outcome.notes if n not in result.notes]
         write_json(folder.path / "notes.json", result.notes)
@@ -131,8 +138,8 @@ def _run_group(
         )
         train_failures = [(str(p), r) for p, r in failures]
         result.notes += [n for n in notes if n not in result.notes]
-        for name, model in models.items():
-            model.save(folder.system_dir(name) / "model")
+        for name, trained in models.items():
+            trained.save(folder.system_dir(name) / "model")
     for cfg in pending:
         model = models.get(cfg.name) or SystemModel.load(
             folder.system_dir(cfg.name) / "model", device
@@ -150,6 +157,46 @@ def _run_group(
         outcome.status = "done" if cfg.name in models else "scored (model reused)"
         outcome.failures = train_failures + outcome.failures
         result.outcomes[cfg.name] = outcome
+
+
+def _run_fusion(
+    folder: RunFolder,
+    cfg: SystemConfig,
+    catalog: Catalog,
+    clips: list,
+    result: StudyResult,
+    *,
+    cache_dir: Path | None,
+    device: str,
+    on_error: OnError,
+    ground_truth: Path | None,
+    progress: Progress | None,
+) -> None:
+    """Fuse the member systems this run trained (or saved earlier), then score and evaluate."""
+    sdir = folder.system_dir(cfg.name)
+    if _finished(folder, cfg):
+        ev = read_json(sdir / "evaluation.json")
+        result.outcomes[cfg.name] = SystemOutcome(
+            cfg.name, "skipped (finished earlier)", ev.get("official_score"), ev
+        )
+        return
+    if is_model_dir(sdir / "model"):
+        model = load_model(sdir / "model", device)
+        status = "scored (model reused)"
+    else:
+        members = {m: SystemModel.load(folder.system_dir(m) / "model", device) for m in cfg.members}
+        model = fit_fusion(
+            cfg, members, clips, cache_dir=cache_dir, device=device, on_error=on_error,
+            progress=progress,
+        )  # fmt: skip
+        model.save(sdir / "model")
+        status = "done"
+    outcome = score_and_evaluate(
+        model, catalog, sdir, cache_dir=cache_dir, device=device, on_error=on_error,
+        ground_truth=ground_truth, progress=progress,
+    )  # fmt: skip
+    outcome.status = status
+    result.outcomes[cfg.name] = outcome
 
 
 def write_summary(run_dir: Path) -> dict:

@@ -17,25 +17,34 @@ from __future__ import annotations
 import math
 import platform
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from stethoscope import __version__
 from stethoscope.backends.base import BACKENDS, Backend
+from stethoscope.data.catalog import OnError
+from stethoscope.data.clip import Clip
 from stethoscope.decision.base import ThresholdRule
 from stethoscope.errors import ModelError, StethoscopeError
 from stethoscope.models.base import FRONTENDS, FrontEnd
+from stethoscope.progress import Progress
 from stethoscope.state_io import load_state, read_json, save_state, write_json
 from stethoscope.systems import SystemConfig
+
+if TYPE_CHECKING:
+    from stethoscope.pipeline.fusion import FusionModel
 
 FORMAT_VERSION = 1
 #: machine type names that are safe as part of a file name (no folder separators, no "..")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SECTION = re.compile(r"^\d{2}$")
+#: (machine, section) -> (clips, scores, decisions)
+Results = dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -70,18 +79,15 @@ class SystemModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.frontend.save(directory / "frontend")
         for (machine, section), sm in self.sections.items():
-            _check_names(machine, section, directory / "system.json")
+            check_names(machine, section, directory / "system.json")
             arrays, meta = sm.backend.get_state()
-            arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
             meta = {
                 "backend": sm.backend.name,
                 "state": meta,
                 "threshold": sm.threshold.get_state(),
                 "n_train": sm.n_train,
-                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)}
-                           for k, v in arrays.items()},
-            }  # fmt: skip
-            save_state(directory / "backends", f"{machine}_section_{section}", arrays, meta)
+            }
+            save_section_state(directory / "backends", machine, section, arrays, meta)
         # system.json last: its presence marks a complete model directory
         write_json(
             directory / "system.json",
@@ -98,39 +104,9 @@ class SystemModel:
     @classmethod
     def load(cls, directory: str | Path, device: str = "auto") -> SystemModel:
         directory = Path(directory)
-        meta_path = directory / "system.json"
-        if not meta_path.exists():
-            raise ModelError(
-                f"{directory}: not a model directory (no system.json); "
-                "train one with `stethoscope fit`"
-            )
-        meta = _read_json(meta_path)
-        version = meta.get("format_version", 0)
-        if not isinstance(version, int):
-            raise ModelError(f"{meta_path}: field 'format_version' must be an integer")
-        if version > FORMAT_VERSION:
-            raise ModelError(
-                f"{directory}: model format {version} is newer than this stethoscope "
-                f"({FORMAT_VERSION}); upgrade stethoscope"
-            )
-        try:
-            config = SystemConfig.from_dict(meta["system"])
-            config.check()
-        except StethoscopeError as exc:  # an unknown component, or one that does not fit
-            raise ModelError(f"{meta_path}: field 'system': {exc}") from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ModelError(
-                f"{meta_path}: field 'system' is not a system definition ({exc})"
-            ) from exc
-        sections_meta = meta.get("sections")
-        if not isinstance(sections_meta, list) or not all(
-            isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) for x in s)
-            for s in sections_meta
-        ):
-            raise ModelError(f"{meta_path}: field 'sections' must be a list of [machine, section]")
-        info = meta.get("info", {})
-        if not isinstance(info, dict):
-            raise ModelError(f"{meta_path}: field 'info' must be a mapping")
+        meta, config = read_system_json(directory)
+        if config.members:
+            raise ModelError(f"{directory}: a fusion of systems (load it with load_model)")
         try:
             frontend = FRONTENDS.get(config.frontend.name).load(
                 directory / "frontend", device=device
@@ -140,10 +116,93 @@ class SystemModel:
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise ModelError(f"{directory / 'frontend'}: unusable front-end state ({exc})") from exc
         sections: dict[tuple[str, str], SectionModel] = {}
-        for machine, section in sections_meta:
-            _check_names(machine, section, meta_path)
+        for machine, section in meta["sections"]:
+            check_names(machine, section, directory / "system.json")
             sections[(machine, section)] = _load_section(directory / "backends", machine, section)
-        return cls(config=config, frontend=frontend, sections=sections, info=info)
+        return cls(config=config, frontend=frontend, sections=sections, info=meta["info"])
+
+    def score_clips(
+        self,
+        clips: Sequence[Clip],
+        *,
+        cache_dir: Path | None = None,
+        device: str = "auto",
+        on_error: OnError = "skip",
+        progress: Progress | None = None,
+        keep_inputs: dict | None = None,
+    ) -> tuple[Results, list[tuple[Path, str]]]:
+        """Scores and decisions per (machine, section) for clips the model has a back end for.
+
+        ``keep_inputs`` (a dict) receives the back-end inputs per (machine, section), so callers
+        that also need them (embedding maps) do not run the front end twice.
+        """
+        from stethoscope.pipeline.features import load_features
+
+        feats = load_features(
+            clips, self.frontend.feature, cache_dir=cache_dir, device=device, on_error=on_error,
+            progress=progress,
+        )  # fmt: skip
+        out: Results = {}
+        groups: dict[tuple[str, str], list[int]] = {}
+        for j, c in enumerate(feats.clips):
+            groups.setdefault((c.machine, c.section), []).append(j)
+        for key, idx in sorted(groups.items()):
+            sm = self.sections[key]
+            x = self.frontend.transform(
+                [feats.clips[j] for j in idx],
+                [feats.features[j] for j in idx],
+                self.config.backend_input,
+            )
+            scores = np.asarray(sm.backend.score(x), dtype=np.float64)
+            if keep_inputs is not None:
+                keep_inputs[key] = x
+            out[key] = ([feats.clips[j] for j in idx], scores, sm.threshold.decide(scores))
+        return out, feats.failures
+
+
+def read_system_json(directory: Path) -> tuple[dict[str, Any], SystemConfig]:
+    """A model folder's system.json, checked, and the system it describes."""
+    meta_path = directory / "system.json"
+    if not meta_path.exists():
+        raise ModelError(
+            f"{directory}: not a model directory (no system.json); train one with `stethoscope fit`"
+        )
+    meta = _read_json(meta_path)
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int):
+        raise ModelError(f"{meta_path}: field 'format_version' must be an integer")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"{directory}: model format {version} is newer than this stethoscope "
+            f"({FORMAT_VERSION}); upgrade stethoscope"
+        )
+    try:
+        config = SystemConfig.from_dict(meta["system"])
+        config.check()
+    except StethoscopeError as exc:  # an unknown component, or one that does not fit
+        raise ModelError(f"{meta_path}: field 'system': {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{meta_path}: field 'system' is not a system definition ({exc})") from exc
+    sections = meta.get("sections")
+    if not isinstance(sections, list) or not all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) for x in s) for s in sections
+    ):
+        raise ModelError(f"{meta_path}: field 'sections' must be a list of [machine, section]")
+    meta.setdefault("info", {})
+    if not isinstance(meta["info"], dict):
+        raise ModelError(f"{meta_path}: field 'info' must be a mapping")
+    return meta, config
+
+
+def load_model(directory: str | Path, device: str = "auto") -> SystemModel | FusionModel:
+    """A saved system or fusion of systems, whichever the folder holds."""
+    directory = Path(directory)
+    meta, config = read_system_json(directory)
+    if config.members:
+        from stethoscope.pipeline.fusion import FusionModel
+
+        return FusionModel.load(directory, config, meta, device)
+    return SystemModel.load(directory, device)
 
 
 def is_model_dir(directory: str | Path) -> bool:
@@ -160,14 +219,26 @@ def _read_json(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _check_names(machine: str, section: str, source: Path) -> None:
+def check_names(machine: str, section: str, source: Path) -> None:
     if not SAFE_NAME.match(machine) or ".." in machine:
         raise ModelError(f"{source}: machine type name {machine!r} is not a plain file name")
     if not SECTION.match(section):
         raise ModelError(f"{source}: section {section!r} is not two digits")
 
 
-def _load_section(folder: Path, machine: str, section: str) -> SectionModel:
+def save_section_state(
+    folder: Path, machine: str, section: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> None:
+    """One section's arrays and JSON, the arrays' shapes recorded for :func:`load_section_state`."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}
+    save_state(folder, f"{machine}_section_{section}", arrays, {**meta, "arrays": shapes})
+
+
+def load_section_state(
+    folder: Path, machine: str, section: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any], Path]:
+    """The arrays and JSON of one section's state, checked (shapes as recorded, no NaN)."""
     name = f"{machine}_section_{section}"
     json_path, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
     meta = _read_json(json_path)
@@ -181,15 +252,21 @@ def _load_section(folder: Path, machine: str, section: str) -> SectionModel:
     for key, value in arrays.items():
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise ModelError(f"{weights}: tensor '{key}' holds NaN or infinite values")
-    backend_name = meta.get("backend")
-    if not isinstance(backend_name, str) or backend_name not in BACKENDS:
-        raise ModelError(f"{json_path}: field 'backend': unknown back end {backend_name!r}")
     threshold = meta.get("threshold")
     if not isinstance(threshold, dict):
         raise ModelError(f"{json_path}: field 'threshold' must be a mapping")
     thr = threshold.get("value")
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr):
         raise ModelError(f"{json_path}: field 'threshold.value' must be a finite number")
+    return arrays, meta, json_path
+
+
+def _load_section(folder: Path, machine: str, section: str) -> SectionModel:
+    arrays, meta, json_path = load_section_state(folder, machine, section)
+    backend_name = meta.get("backend")
+    if not isinstance(backend_name, str) or backend_name not in BACKENDS:
+        raise ModelError(f"{json_path}: field 'backend': unknown back end {backend_name!r}")
+    threshold = meta["threshold"]
     try:
         backend = BACKENDS.get(backend_name).from_state(arrays, meta.get("state") or {})
         rule = ThresholdRule.from_state(threshold)

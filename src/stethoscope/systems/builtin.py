@@ -3,7 +3,12 @@ measured variants and ablations. Their order here is the order they are listed a
 
 from __future__ import annotations
 
-from stethoscope.systems.config import ComponentSpec, SystemConfig, register_system
+from stethoscope.systems.config import (
+    ComponentSpec,
+    SystemConfig,
+    fusion_system,
+    register_system,
+)
 
 AE = ComponentSpec("ae", {"epochs": 100, "batch_size": 256, "lr": 1e-3, "val_split": 0.1})
 CNN = ComponentSpec("dualcnn", {"epochs": 10, "batch_size": 64, "lr": 1e-3})
@@ -183,4 +188,22 @@ BUILTIN = [
 ]
 
 for _cfg in BUILTIN:
+    register_system(_cfg)
+
+FUSIONS = [
+    fusion_system(
+        "fusion-aemahala-cnnknn",
+        ("ae-mahala", "cnn-knn-ldn"),
+        P90,
+        "score-level fusion: AE-MAHALA and CNN kNN-LDN, each standardised on its training scores "
+        "(beyond the report)",
+    ),
+    fusion_system(
+        "fusion-aemahala-cnnkmeansdn",
+        ("ae-mahala", "cnn-kmeans-dn"),
+        P90,
+        "score-level fusion: AE-MAHALA and CNN k-means with domain scaling (beyond the report)",
+    ),
+]
+for _cfg in FUSIONS:
     register_system(_cfg)

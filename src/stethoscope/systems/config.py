@@ -43,6 +43,9 @@ class SystemConfig:
     #: what the front end hands the back end: one of the front end's ``outputs``
     backend_input: str = "embedding"
     description: str = ""
+    #: a score-level fusion of these systems (:mod:`stethoscope.pipeline.fusion`); then the front
+    #: end and back end only name the fusion
+    members: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +59,7 @@ class SystemConfig:
             threshold=ComponentSpec(**d["threshold"]),
             backend_input=d.get("backend_input", "embedding"),
             description=d.get("description", ""),
+            members=tuple(d.get("members") or ()),
         )
 
     def with_frontend_params(self, **params: Any) -> SystemConfig:
@@ -65,6 +69,9 @@ class SystemConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming this system when its parts do not exist or fit."""
+        if self.members:
+            self._check_fusion()
+            return
         for role, spec, registry in (
             ("front end", self.frontend, FRONTENDS),
             ("back end", self.backend, BACKENDS),
@@ -94,6 +101,35 @@ class SystemConfig:
                 f"system '{self.name}': back end '{backend.name}' does not take "
                 f"'{self.backend_input}' (it takes {', '.join(backend.inputs)})"
             )
+
+    def _check_fusion(self) -> None:
+        if len(self.members) < 2:
+            raise ConfigError(f"system '{self.name}': a fusion needs at least two member systems")
+        for member in self.members:
+            if member not in SYSTEMS:
+                raise ConfigError(f"system '{self.name}': unknown member system '{member}'")
+            if SYSTEMS.get(member).members:
+                raise ConfigError(f"system '{self.name}': member '{member}' is itself a fusion")
+        if self.threshold.name not in THRESHOLDS:
+            raise ConfigError(
+                f"system '{self.name}': unknown threshold rule '{self.threshold.name}'"
+            )
+
+
+def fusion_system(
+    name: str, members: tuple[str, ...], threshold: ComponentSpec, description: str
+) -> SystemConfig:
+    """A score-level fusion of registered systems: each member's score standardised by its own
+    training scores, then averaged."""
+    return SystemConfig(
+        name=name,
+        frontend=ComponentSpec("fusion", {"members": list(members)}),
+        backend=ComponentSpec("mean-z"),
+        threshold=threshold,
+        backend_input="scores",
+        description=description,
+        members=tuple(members),
+    )
 
 
 SYSTEMS: Registry[SystemConfig] = Registry("system")

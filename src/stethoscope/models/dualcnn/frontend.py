@@ -26,6 +26,8 @@ from stethoscope.devices import cpu_threads, resolve_device
 from stethoscope.errors import ConfigError, ModelError
 from stethoscope.models import persistence
 from stethoscope.models.base import FrontEnd, register_frontend
+from stethoscope.models.clip_length import typical_length
+from stethoscope.models.dualcnn import auxiliary
 from stethoscope.models.dualcnn.inference import VIEW_MODES, embed, embed_views, logits
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos
 from stethoscope.models.dualcnn.torch_model import ArchConfig, DualBranchCNN
@@ -43,18 +45,23 @@ class DualCNNFrontEnd(FrontEnd):
 
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
-        own = ("ensemble", "n_views", "crop_seconds", "views")
+        own = ("ensemble", "n_views", "crop_seconds", "views", "auxiliary", "aux_clips")
         self.cfg = persistence.config_from(DualCNNConfig, self.params, ignore=own)
         self.ensemble = int(self.params.get("ensemble", 1))
         self.n_views = int(self.params.get("n_views", 8))
         self.crop_seconds: float | None = self.params.get("crop_seconds")
         self.views = str(self.params.get("views", "crops"))
+        self.auxiliary = str(self.params.get("auxiliary", "none"))
+        self.aux_clips = int(self.params.get("aux_clips", 100))
+        if self.auxiliary not in auxiliary.KINDS:
+            raise ConfigError(f"dualcnn: auxiliary must be one of {auxiliary.KINDS}")
         if self.ensemble < 1 or self.n_views < 1:
             raise ConfigError("dualcnn: ensemble and n_views must be >= 1")
         if self.views not in VIEW_MODES:
             raise ConfigError(f"dualcnn: views must be one of {VIEW_MODES}, not {self.views!r}")
         self.members: list[DualBranchCNN] = []
         self.class_names: list[str] = []
+        self.n_data_classes = 0  # the data's own classes come first in class_names
         self._memo: dict[tuple[str, str], np.ndarray] = {}
 
     @property
@@ -70,6 +77,8 @@ class DualCNNFrontEnd(FrontEnd):
     ) -> None:
         self._memo.clear()
         labels, self.class_names = class_labels(clips)
+        self.n_data_classes = len(self.class_names)
+        inputs, labels = self._with_auxiliary(clips, list(inputs), labels)
         noise = _supplemental_noise(clips) if self.cfg.supplemental_noise else None
         self.members = []
         for k in range(self.ensemble):
@@ -86,6 +95,28 @@ class DualCNNFrontEnd(FrontEnd):
                 name="dualcnn" if self.ensemble == 1 else f"dualcnn seed {cfg.seed}",
             )
             self.members.append(model)
+
+    def _with_auxiliary(
+        self, clips: Sequence[Clip], inputs: list[np.ndarray], labels: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The training clips and their labels, with this front end's auxiliary classes after the
+        data's own (``self.class_names`` grows by them; see :mod:`.auxiliary`)."""
+        if self.auxiliary == "none":
+            return inputs, labels
+        if self.auxiliary == "synthetic":
+            n = typical_length(inputs, self.cfg.sample_rate, self.cfg.max_input_seconds)
+            extra, names = auxiliary.synthetic_clips(
+                {c.machine for c in clips}, self.aux_clips, n, seed=self.cfg.seed + 99
+            )
+        else:
+            extra, names = auxiliary.shifted_clips(inputs, [c.class_name() for c in clips])
+        new = sorted(set(names) - set(self.class_names))
+        self.class_names = self.class_names + new
+        index = {name: i for i, name in enumerate(self.class_names)}
+        extra_labels = np.array([index[n] for n in names], dtype=labels.dtype)
+        log.info("dualcnn: %d auxiliary clips in %d classes (%s)", len(extra), len(new),
+                 self.auxiliary)  # fmt: skip
+        return inputs + extra, np.concatenate([labels, extra_labels])
 
     def transform(
         self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str
@@ -127,7 +158,8 @@ class DualCNNFrontEnd(FrontEnd):
             )
         machine, section = sections.pop()
         prefix = f"{machine}|{section}|"
-        cols = [i for i, name in enumerate(self.class_names) if name.startswith(prefix)]
+        own = self.class_names[: self.n_data_classes]
+        cols = [i for i, name in enumerate(own) if name.startswith(prefix)]
         if not cols:
             raise ModelError(f"dualcnn: no trained class of {machine} section {section}")
         emb = self.transform(clips, inputs, "embedding") * np.sqrt(len(self.members))
@@ -151,6 +183,8 @@ class DualCNNFrontEnd(FrontEnd):
             "n_views": self.n_views,
             "crop_seconds": self.crop_seconds,
             "views": self.views,
+            "auxiliary": self.auxiliary,
+            "aux_clips": self.aux_clips,
         }
         persistence.save(
             directory,
@@ -160,6 +194,7 @@ class DualCNNFrontEnd(FrontEnd):
             arch=self.members[0].cfg.to_dict(),
             n_classes=head.n_classes,
             class_names=self.class_names,
+            n_data_classes=self.n_data_classes,
             members=len(self.members),
         )
 
@@ -170,6 +205,7 @@ class DualCNNFrontEnd(FrontEnd):
             arch = ArchConfig(**meta["arch"])
             n_classes, members = int(meta["n_classes"]), int(meta["members"])
             obj.class_names = [str(c) for c in meta["class_names"]]
+            obj.n_data_classes = int(meta.get("n_data_classes", len(obj.class_names)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(
                 f"{Path(directory) / persistence.META}: bad dual-branch CNN description ({exc})"
