@@ -3,8 +3,8 @@ its saved form (all CPU, seconds)."""
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import time
 from pathlib import Path
 
