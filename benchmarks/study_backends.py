@@ -42,7 +42,8 @@ def official(results: dict) -> tuple[float, float, float, float]:
     sections = [m for secs in ev.machines.values() for m in secs.values()]
 
     def hmean(key: str) -> float:
-        return floored_hmean([getattr(m, key) for m in sections if getattr(m, key) is not None])
+        value = floored_hmean(getattr(m, key) for m in sections)
+        return float("nan") if value is None else value
 
     return ev.official_score, hmean("auc_source"), hmean("auc_target"), hmean("pauc")
 
@@ -122,8 +123,8 @@ def main() -> None:
                 fe._memo.clear()
                 v_tr = fe.transform(c_tr, x_tr, "views")
                 v_te = fe.transform(c_te, x_te, "views")
-                b = DtMMBackend().fit(FitData(v_tr, np.array([c.domain for c in c_tr])))
-                results[key] = ([c.name for c in c_te], b.score(v_te))
+                dtmm = DtMMBackend().fit(FitData(v_tr, np.array([c.domain for c in c_tr])))
+                results[key] = ([c.name for c in c_te], dtmm.score(v_te))
             o, a_s, a_t, p = official(results)
             label = f"{mode} {n_views}" + (f" x {fraction:g} clip" if fraction else "")
             print(f"{label:28s}{100 * o:6.1f} {100 * a_s:6.1f} {100 * a_t:6.1f} {100 * p:6.1f}"

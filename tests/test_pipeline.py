@@ -367,7 +367,8 @@ def test_resampled_downmixed_silent_files_and_untested_machines_are_in_the_run_s
     sf.write(train / "section_00_source_train_normal_0991_x.wav", wave[::2], sr // 2)
     sf.write(train / "section_00_source_train_normal_0992_x.wav", 0 * wave, sr)
     shutil.rmtree(data / "dev_data" / "raw" / "valve" / "test")
-    args = ["run", "--systems", "spectral", "--data", str(data), "--cache-dir", str(tmp_path / "c")]
+    args = ["run", "--systems", "spectral", "--data", str(data), "--channel", "mix",
+            "--cache-dir", str(tmp_path / "c")]  # fmt: skip
     for out in ("run", "run-warm"):  # the second run reads every feature from the cache
         res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / out)])
         assert res.exit_code == 0, res.output

@@ -35,6 +35,9 @@ class AudioError(StethoscopeError):
         super().__init__(f"{self.path}: {reason}")
 
 
+#: what to take from a multi-channel file (see :func:`read_audio`)
+CHANNELS = ("near", "far", "mix", "both")
+
 #: Peak amplitude below which a clip counts as silent (-80 dBFS): a dead or unplugged microphone.
 SILENCE_PEAK = 1e-4
 
@@ -65,42 +68,63 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
 
 
 def load_audio(
-    path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES
+    path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES, channel: str = "mix"
 ) -> np.ndarray:
     """:func:`read_audio`'s samples; its notes become warnings (:class:`AudioNoteWarning`)."""
-    audio = read_audio(path, sr, min_samples)
+    audio = read_audio(path, sr, min_samples, channel)
     for note in audio.notes:
         kind = ResampleWarning if "resampled" in note else AudioNoteWarning
         warnings.warn(f"{path}: {note}", kind, stacklevel=2)
     return audio.samples
 
 
-def read_audio(path: str | Path, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES) -> Audio:
-    """Read a clip as mono float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
+def read_audio(
+    path: str | Path,
+    sr: int = SAMPLE_RATE,
+    min_samples: int = MIN_SAMPLES,
+    channel: str = "mix",
+) -> Audio:
+    """Read a clip as float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
 
-    Multi-channel files are averaged to mono and other sample rates resampled (librosa); both are
-    noted, as is a silent clip (peak below -80 dBFS).
+    ``channel`` says what to take from a multi-channel file (DCASE2026: channel 0 a microphone
+    near the machine, channel 1 one farther away): "near" channel 0, "far" channel 1, "mix" their
+    mean, "both" the first two as a (2, samples) array. A mono file is returned as it is, except
+    that "both" refuses it. What was done is noted, as are resampling (librosa) and a silent clip
+    (peak below -80 dBFS).
     """
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
     path = Path(path)
     data, file_sr, integer_pcm = _decode(path)
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
     notes = []
-    if data.ndim == 1:
-        y = data
-    else:
+    n_ch = 1 if data.ndim == 1 else data.shape[1]
+    if channel == "both" and n_ch < 2:
+        raise AudioError(path, f"{n_ch} channel: two (near and far) are needed")
+    if n_ch == 1:
+        y = data if data.ndim == 1 else data[:, 0]
+    elif channel == "mix":
         y = data.mean(axis=1, dtype=np.float32)
-        notes.append(f"{data.shape[1]} channels mixed down to mono")
+        notes.append(f"{n_ch} channels mixed down to mono")
+    elif channel == "both":
+        y = np.ascontiguousarray(data[:, :2].T)
+        if n_ch > 2:
+            notes.append(f"{n_ch} channels: channels 0 (near) and 1 (far) used")
+    else:
+        index = 0 if channel == "near" else 1
+        y = np.ascontiguousarray(data[:, index])
+        notes.append(f"{n_ch} channels: channel {index} ({channel}) used")
     if file_sr != sr:
         notes.append(f"sample rate {file_sr} Hz, resampled to {sr} Hz")
         import librosa  # deferred: only needed for the odd file
 
-        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, axis=-1).astype(np.float32)
         integer_pcm = False
-    if y.shape[0] < min_samples:
+    if y.shape[-1] < min_samples:
         raise AudioError(
             path,
-            f"too short: {y.shape[0] / sr:.3f} s, need at least "
+            f"too short: {y.shape[-1] / sr:.3f} s, need at least "
             f"{min_samples / sr:.3f} s ({min_samples} samples)",
         )
     if not integer_pcm and not np.all(np.isfinite(y)):  # 16-bit PCM cannot hold NaN or inf

@@ -31,6 +31,14 @@ MACHINES = click.option(
     "--machines", default=None, help="comma-separated machine types (default: all in the dataset)"
 )
 DATA_ROOT = click.Path(exists=True, file_okay=False, path_type=Path)
+CHANNEL_HELP = (
+    "what is heard of two-channel (near/far) recordings: auto = near for two-channel data, as "
+    "the DCASE2026 baseline; both = both, for the front ends that take two"
+)
+CHANNEL_CHOICE = click.Choice(["auto", "near", "far", "mix", "both"])
+CHANNEL = click.option(
+    "--channel", type=CHANNEL_CHOICE, default="auto", show_default=True, help=CHANNEL_HELP
+)
 
 
 def machine_list(value: str | None) -> list[str] | None:

@@ -8,6 +8,8 @@ import click
 
 from stethoscope.cli.options import (
     CACHE,
+    CHANNEL_CHOICE,
+    CHANNEL_HELP,
     DATA_ROOT,
     DEVICE,
     MACHINES,
@@ -23,6 +25,14 @@ from stethoscope.data.catalog import OnError
 @click.option("--model", "model_dir", type=DATA_ROOT, required=True)
 @click.option("--data", type=DATA_ROOT, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="scores folder")
+@click.option(
+    "--channel", type=CHANNEL_CHOICE, default=None, help=CHANNEL_HELP + " [default: the model's]"
+)
+@click.option(
+    "--force-channel",
+    is_flag=True,
+    help="score on --channel though the model was trained on another",
+)
 @MACHINES
 @CACHE
 @DEVICE
@@ -31,6 +41,8 @@ def score(
     model_dir: Path,
     data: Path,
     out: Path,
+    channel: str | None,
+    force_channel: bool,
     machines: str | None,
     cache_dir: Path | None,
     device: str,
@@ -38,12 +50,13 @@ def score(
 ) -> None:
     """Score the test clips of ROOT with a saved model: official score/decision CSVs."""
     from stethoscope.data import Catalog
-    from stethoscope.pipeline.score import score_catalog
+    from stethoscope.pipeline.score import choose_channel, score_catalog
     from stethoscope.pipeline.system_model import load_model
     from stethoscope.ui import progress_display
 
     model = load_model(model_dir, device=device)
     click.echo(f"model {model.config.name}, trained on {model.describe_training_data()}")
+    choose_channel(model, channel, force_channel)
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
     with progress_display() as progress:
         rep = score_catalog(

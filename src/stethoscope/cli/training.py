@@ -8,6 +8,9 @@ import click
 
 from stethoscope.cli.options import (
     CACHE,
+    CHANNEL,
+    CHANNEL_CHOICE,
+    CHANNEL_HELP,
     DATA_ROOT,
     DEVICE,
     MACHINES,
@@ -28,6 +31,7 @@ from stethoscope.data.catalog import OnError
 @CACHE
 @DEVICE
 @ON_ERROR
+@CHANNEL
 def fit(
     system: str,
     data: Path,
@@ -37,6 +41,7 @@ def fit(
     cache_dir: Path | None,
     device: str,
     on_error: OnError,
+    channel: str,
 ) -> None:
     """Train a system on the training clips of ROOT and save it to a model directory.
 
@@ -66,6 +71,7 @@ def fit(
             on_error=on_error,
             progress=progress,
             members=members,
+            channel=channel,
         )
     model = rep.fusions.get(cfg.name) or rep.models[cfg.name]
     click.echo(f"saved {cfg.name} to {out} ({len(model.sections)} machine/section back ends)")
@@ -93,6 +99,9 @@ def fit(
     help="ground-truth folder for evaluation-set names",
 )
 @click.option("--overwrite", is_flag=True, help="replace systems saved with another config")
+@click.option(
+    "--channel", type=CHANNEL_CHOICE, default=None, help=CHANNEL_HELP + " [default: auto]"
+)
 @MACHINES
 @CACHE
 @DEVICE
@@ -105,6 +114,7 @@ def run(
     epochs: int | None,
     ground_truth: Path | None,
     overwrite: bool,
+    channel: str | None,
     machines: str | None,
     cache_dir: Path | None,
     device: str,
@@ -126,6 +136,7 @@ def run(
         device=device,
         on_error=on_error,
         overwrite=overwrite or None,
+        channel=channel,
     )
     execute_study(spec)
 

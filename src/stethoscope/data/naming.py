@@ -19,7 +19,7 @@ _DEV = re.compile(
     r"(?P<label>normal|anomaly)_(?P<index>\d{4})(?:_(?P<attrs>.+))?\.wav$"
 )
 # Evaluation test names: labels and domains hidden.
-_EVAL = re.compile(r"^section_(?P<section>\d{2})_(?P<index>\d{4})\.wav$")
+_EVAL = re.compile(r"^section_(?P<section>\d{2})_(?:test_)?(?P<index>\d{4})\.wav$")
 # DCASE2025 supplemental clips (clean machine sound or noise only); domain and attributes optional.
 _SUPPLEMENTAL = re.compile(
     r"^section_(?P<section>\d{2})_(?:(?P<domain>source|target)_)?supplemental_"

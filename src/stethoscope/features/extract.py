@@ -123,6 +123,7 @@ def extract(
         report()
 
     sample_rate = getattr(extractor.config, "sample_rate", SAMPLE_RATE)
+    channel = getattr(extractor.config, "channel", "mix")
 
     def job(batch: list[int]) -> Outcome:
         """Decode, compute and cache one batch (runs in a worker thread)."""
@@ -131,7 +132,7 @@ def extract(
         notes: dict[int, list[str]] = {}
         for i in batch:
             try:
-                read = audio.read_audio(clip_path(clips[i]), sample_rate)
+                read = audio.read_audio(clip_path(clips[i]), sample_rate, channel=channel)
             except audio.AudioError as err:
                 bad.append((i, err))
                 continue

@@ -35,6 +35,9 @@ class LogMelConfig:
     fmax: float | None = None  # None: sample_rate / 2, as the baseline's fmax=None
     power: float = 2.0
     n_frames: int = 5
+    #: what is read from a multi-channel file (audio.read_audio); "both" gives each frame the
+    #: near channel's bands followed by the far channel's
+    channel: str = "mix"
 
 
 @register_feature("logmel")
@@ -50,8 +53,13 @@ class LogMel(FeatureExtractor):
     cpu_chunk: int = 4
 
     @property
+    def width(self) -> int:
+        """Values per frame: the mel bands of each channel kept."""
+        return self.config.n_mels * (2 if self.config.channel == "both" else 1)
+
+    @property
     def dim(self) -> int:
-        return self.config.n_mels * self.config.n_frames
+        return self.width * self.config.n_frames
 
     def n_frames_for(self, n_samples: int) -> int:
         """STFT frames of a clip, centred (n_fft // 2 zeros at each end)."""
@@ -77,9 +85,14 @@ class LogMel(FeatureExtractor):
             for s in range(0, len(idx), chunk):
                 part = idx[s : s + chunk]
                 x = torch.from_numpy(np.stack([np.asarray(waves[i], np.float32) for i in part]))
-                mel = self.log_mel(x.to(device, non_blocking=True)).cpu().numpy()
+                b, n = x.shape[0], x.shape[-1]  # (B, N), or (B, channels, N)
+                mel = self.log_mel(x.reshape(-1, n).to(device, non_blocking=True))
+                if x.ndim == 3:  # (B * C, T, M) -> (B, T, C * M): a frame's channels side by side
+                    mel = mel.view(b, x.shape[1], -1, mel.shape[-1]).transpose(1, 2)
+                    mel = mel.reshape(b, -1, x.shape[1] * mel.shape[-1])
+                mel_np = mel.contiguous().cpu().numpy()
                 for j, i in enumerate(part):
-                    out[i] = mel[j]
+                    out[i] = mel_np[j]
         return out
 
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +118,7 @@ class LogMel(FeatureExtractor):
         return mel.clamp_(min=LOG_FLOOR).log10_().mul_(20.0 / c.power)
 
     def stack(self, log_mel: np.ndarray) -> np.ndarray:
-        """Frame-major stacking as a zero-copy, read-only view of a (T, n_mels) array."""
+        """Frame-major stacking as a zero-copy, read-only view of a (T, width) array."""
         c = self.config
         log_mel = np.ascontiguousarray(log_mel)
         n_vec = log_mel.shape[0] - c.n_frames + 1
@@ -115,14 +128,14 @@ class LogMel(FeatureExtractor):
         # makes this view several times faster than as_strided, which matters on warm-cache hits.
         item = log_mel.itemsize
         view = np.ndarray(
-            (n_vec, self.dim), log_mel.dtype, buffer=log_mel, strides=(item * c.n_mels, item)
+            (n_vec, self.dim), log_mel.dtype, buffer=log_mel, strides=(item * self.width, item)
         )
         view.flags.writeable = False
         return view
 
     def to_storage(self, feature: np.ndarray) -> np.ndarray:
-        """(T, n_mels) back from the stacked vectors: rows' first frames + the last row's rest."""
-        m = self.config.n_mels
+        """(T, width) back from the stacked vectors: rows' first frames + the last row's rest."""
+        m = self.width
         if feature.shape[0] == 0:  # fewer frames than n_frames: nothing to keep, stays empty
             return np.empty((0, m), dtype=np.float32)
         if (
@@ -142,7 +155,7 @@ class LogMel(FeatureExtractor):
         return self.stack(stored)
 
     def stored_problem(self, stored: np.ndarray) -> str | None:
-        m = self.config.n_mels
+        m = self.width
         if stored.dtype != np.float32 or stored.ndim != 2 or stored.shape[1] != m:
             return f"expected float32 (frames, {m}), found {stored.dtype} {stored.shape}"
         return None

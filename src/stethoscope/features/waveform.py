@@ -22,11 +22,13 @@ _SCALE = np.float32(32768.0)
 @dataclass(frozen=True)
 class WaveformConfig:
     sample_rate: int = SAMPLE_RATE
+    #: what is read from a multi-channel file (audio.read_audio); "both": (2, samples) arrays
+    channel: str = "mix"
 
 
 @register_feature("waveform")
 class Waveform(FeatureExtractor):
-    """(n_samples,) float32 per clip: the audio as decoded."""
+    """(n_samples,) float32 per clip, (2, n_samples) with both channels: the audio as decoded."""
 
     config_cls = WaveformConfig
     config: WaveformConfig
@@ -53,6 +55,8 @@ class Waveform(FeatureExtractor):
         return stored
 
     def stored_problem(self, stored: np.ndarray) -> str | None:
-        if stored.ndim != 1 or stored.dtype not in (np.int16, np.float32):
-            return f"expected int16 or float32 (samples,), found {stored.dtype} {stored.shape}"
+        want = (2,) if self.config.channel == "both" else ()
+        if stored.shape[:-1] != want or stored.dtype not in (np.int16, np.float32):
+            shape = "(2, samples)" if want else "(samples,)"
+            return f"expected int16 or float32 {shape}, found {stored.dtype} {stored.shape}"
         return None

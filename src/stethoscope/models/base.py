@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from stethoscope.data.channels import takes_two_channels
 from stethoscope.data.clip import Clip
 from stethoscope.progress import Progress
 from stethoscope.registry import Registry
@@ -39,6 +40,11 @@ class FrontEnd(ABC):
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         self.params = dict(params or {})
         self.device = device
+
+    @property
+    def two_channel(self) -> bool:
+        """Whether it takes both microphones of a two-channel recording (``two_channel: true``)."""
+        return takes_two_channels(self.params)
 
     @property
     def n_members(self) -> int:

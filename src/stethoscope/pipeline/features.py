@@ -23,9 +23,11 @@ def load_features(
     device: str = "auto",
     on_error: OnError = "skip",
     progress: Progress | None = None,
+    channel: str = "mix",
 ) -> ExtractResult:
-    """Features of ``clips`` by the extractor registered as ``feature``, through the cache."""
-    extractor = FEATURES.get(feature)()
+    """Features of ``clips`` by the extractor registered as ``feature``, reading ``channel`` of
+    multi-channel files (see :mod:`stethoscope.data.channels`), through the cache."""
+    extractor = FEATURES.get(feature)(channel=channel)
     return extract(
         list(clips),
         extractor,

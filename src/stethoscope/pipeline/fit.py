@@ -19,6 +19,7 @@ import numpy as np
 from stethoscope.backends.base import FitData
 from stethoscope.backends.factory import make_backend
 from stethoscope.data.catalog import Catalog, DataError, OnError
+from stethoscope.data.channels import frontend_channel, resolve_channel
 from stethoscope.data.clip import Clip
 from stethoscope.data.labels import class_labels
 from stethoscope.decision.base import THRESHOLDS
@@ -136,13 +137,16 @@ def fit_group(
     """Train the front end the systems of ``group`` share (unless given) and fit each back end.
 
     ``work_dir`` holds the front end's checkpoints (a rerun resumes there); ``trained_on`` (see
-    :func:`trained_on`) is recorded in each model. Returns the models, the training clips that
-    failed to load, and notes on the ones that loaded (resampled, down-mixed, silent).
+    :func:`trained_on`) is recorded in each model and says which channel the front end reads.
+    Returns the models, the training clips that failed to load, and notes on the ones that loaded
+    (channel taken, resampled, silent).
     """
     feature = FRONTENDS.get(group[0].frontend.name).feature
+    channel = (trained_on or {}).get("channel", "mix")
     feats = load_features(
-        clips, feature, cache_dir=cache_dir, device=device, on_error=on_error, progress=progress
-    )
+        clips, feature, cache_dir=cache_dir, device=device, on_error=on_error, progress=progress,
+        channel=channel,
+    )  # fmt: skip
     if not feats.clips:
         raise DataError("no usable training clips: every one of them failed to load")
     if frontend is None:
@@ -156,14 +160,19 @@ def fit_group(
     return models, feats.failures, [f"{p}: {note}" for p, note in feats.notes]
 
 
-def trained_on(catalog: Catalog, clips: Sequence[Clip], cfg: SystemConfig) -> dict[str, Any]:
-    """What a model of ``cfg`` trained on these clips is made from: the data's fingerprint and
-    the definition of the features its front end reads (a new feature version means retraining)."""
-    data = data_fingerprint(catalog, clips).to_dict()
-    if cfg.members:  # a fusion: its members record their features
-        return {"data": data, "feature": None}
+def trained_on(
+    catalog: Catalog, clips: Sequence[Clip], cfg: SystemConfig, channel: str
+) -> dict[str, Any]:
+    """What a model of ``cfg`` trained on these clips of a study listening to ``channel`` is made
+    from: the data's fingerprint, the channel its front end reads and the definition of its
+    features (a new feature version means retraining)."""
+    data = data_fingerprint(catalog, clips, channel).to_dict()
+    if cfg.members:  # a fusion: its members record their features and channels
+        return {"data": data, "feature": None, "channel": None}
     feature = FRONTENDS.get(cfg.frontend.name).feature
-    return {"data": data, "feature": {"name": feature, "key": FEATURES.get(feature)().key()}}
+    own = frontend_channel(channel, cfg.frontend.params)
+    key = FEATURES.get(feature)(channel=own).key()
+    return {"data": data, "feature": {"name": feature, "key": key}, "channel": own}
 
 
 def fit_systems(
@@ -177,10 +186,13 @@ def fit_systems(
     progress: Progress | None = None,
     save_to: Callable[[SystemConfig], Path] | None = None,
     work_dir: Path | None = None,
+    channel: str = "auto",
 ) -> FitReport:
-    """Train ``configs`` on the catalog's training clips; each model saved where ``save_to`` says."""
+    """Train ``configs`` on the catalog's training clips; each model saved where ``save_to`` says.
+    ``channel``: what is heard of two-channel recordings (:mod:`stethoscope.data.channels`)."""
     report = FitReport()
     clips = train_clips(catalog, machines)
+    channel = resolve_channel(channel, clips)
     for group in group_by_frontend(configs):
         fe_work = (work_dir / group[0].frontend.slug()) if work_dir else None
         models, failures, notes = fit_group(
@@ -191,7 +203,7 @@ def fit_systems(
             on_error=on_error,
             progress=progress,
             work_dir=fe_work,
-            trained_on=trained_on(catalog, clips, group[0]),
+            trained_on=trained_on(catalog, clips, group[0], channel),
         )
         report.failures.extend(failures)
         report.notes += [n for n in notes if n not in report.notes]
@@ -217,6 +229,7 @@ def fit_model_dir(
     on_error: OnError = "skip",
     progress: Progress | None = None,
     members: Sequence[SystemConfig] | None = None,
+    channel: str = "auto",
 ) -> FitReport:
     """Train one system into the model folder ``out``: a new or empty folder, or one holding this
     command's unfinished training (``out/.work``), which resumes. Nothing else is written over.
@@ -244,12 +257,13 @@ def fit_model_dir(
                 progress=progress,
                 save_to=lambda c: out,
                 work_dir=out / ".work",
+                channel=channel,
             )
         from stethoscope.pipeline.fusion import fit_fusion  # the fusion builds on this module
 
         rep = fit_systems(
             catalog, list(members or []), machines=machines, cache_dir=cache_dir, device=device,
-            on_error=on_error, progress=progress, work_dir=out / ".work",
+            on_error=on_error, progress=progress, work_dir=out / ".work", channel=channel,
         )  # fmt: skip
         trained = {m: rep.models[m] for m in cfg.members}
         fusion = fit_fusion(

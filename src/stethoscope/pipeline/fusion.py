@@ -161,7 +161,7 @@ def fit_fusion(
     for name, member in members.items():
         feats = load_features(
             clips, member.frontend.feature, cache_dir=cache_dir, device=device,
-            on_error=on_error, progress=progress,
+            on_error=on_error, progress=progress, channel=member.channel,
         )  # fmt: skip
         per_member[name] = {}
         for machine, section in member.sections:

@@ -95,6 +95,6 @@ class DataFingerprint:
         )
 
 
-def data_fingerprint(catalog: Catalog, clips: Sequence[Clip]) -> DataFingerprint:
-    """The fingerprint of a run or model trained on ``clips`` of ``catalog``."""
-    return DataFingerprint.of(catalog.root, clips, {"channel": "mix"})
+def data_fingerprint(catalog: Catalog, clips: Sequence[Clip], channel: str) -> DataFingerprint:
+    """The fingerprint of a run or model trained on ``clips`` of ``catalog`` with ``channel``."""
+    return DataFingerprint.of(catalog.root, clips, {"channel": channel})

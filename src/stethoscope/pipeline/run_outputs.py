@@ -127,8 +127,9 @@ def write_embeddings(
         x = np.concatenate([np.asarray(rep.inputs[k], np.float32) for k in keys])
     else:
         feats = load_features(
-            clips, model.frontend.feature, cache_dir=cache_dir, device=device, on_error=on_error
-        )
+            clips, model.frontend.feature, cache_dir=cache_dir, device=device,
+            on_error=on_error, channel=model.channel,
+        )  # fmt: skip
         clips = feats.clips
         if not clips:
             return

@@ -11,6 +11,7 @@ import numpy as np
 
 from stethoscope.data.catalog import Catalog, DataError, OnError
 from stethoscope.data.clip import Clip
+from stethoscope.errors import ModelError
 from stethoscope.evaluation.submission import write_submission
 from stethoscope.pipeline.fusion import FusionModel
 from stethoscope.pipeline.system_model import Results, SystemModel
@@ -37,6 +38,24 @@ class ScoreReport:
     )
     #: (machine, section) -> the back-end inputs the scores came from (embeddings, residuals, ...)
     inputs: dict[tuple[str, str], object] = field(default_factory=dict)
+
+
+def choose_channel(model: ScoredModel, channel: str | None, force: bool = False) -> None:
+    """Score on ``channel`` (None: the one the model was trained on). Another channel than the
+    model's is refused unless ``force``: a model trained on the near microphone has never heard
+    the far one's balance of machine and noise."""
+    members = list(model.members.values()) if isinstance(model, FusionModel) else [model]
+    for member in members:
+        if channel is None or channel == "auto" or channel == member.trained_channel:
+            member.channel_override = None
+            continue
+        if not force:
+            raise ModelError(
+                f"model '{member.config.name}' was trained on the {member.trained_channel} "
+                f"channel, not {channel}; leave --channel out to score on "
+                f"{member.trained_channel}, or give --force-channel to score on {channel} anyway"
+            )
+        member.channel_override = channel
 
 
 def score_clips(

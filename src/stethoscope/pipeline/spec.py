@@ -38,6 +38,8 @@ class StudySpec:
     ground_truth: Path | None = None
     overwrite: bool = False
     report: bool = True
+    #: what is heard of two-channel recordings: auto, near, far, mix, both (data/channels.py)
+    channel: str = "auto"
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudySpec:

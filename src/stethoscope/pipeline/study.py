@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stethoscope.data.catalog import Catalog, OnError
+from stethoscope.data.channels import resolve_channel
 from stethoscope.errors import ConfigError
 from stethoscope.pipeline.fit import fit_group, group_by_frontend, train_clips, trained_on
 from stethoscope.pipeline.folder_lock import folder_lock
@@ -56,15 +57,18 @@ def run_study(
     ground_truth: Path | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    channel: str = "auto",
 ) -> StudyResult:
     catalog = Catalog.scan(data, on_error=on_error, machines=machines)
     clips = train_clips(catalog, machines)
+    channel = resolve_channel(channel, clips)
     with folder_lock(Path(run_dir)):
-        folder = RunFolder.open(Path(run_dir), data_fingerprint(catalog, clips), overwrite)
+        fingerprint = data_fingerprint(catalog, clips, channel)
+        folder = RunFolder.open(Path(run_dir), fingerprint, overwrite)
         result = StudyResult(run_dir=folder.path, catalog_issues=[str(i) for i in catalog.issues])
         result.notes += [str(n) for n in catalog.notices]
         for cfg in configs:
-            _check_saved(folder, cfg, catalog, clips, overwrite)
+            _check_saved(folder, cfg, trained_on(catalog, clips, cfg, channel), overwrite)
         fusions = [c for c in configs if c.members]
         for group in group_by_frontend([c for c in configs if not c.members]):
             _run_group(
@@ -73,6 +77,7 @@ def run_study(
                 catalog,
                 clips,
                 result,
+                channel=channel,
                 cache_dir=cache_dir,
                 device=device,
                 on_error=on_error,
@@ -103,6 +108,7 @@ def _run_group(
     on_error: OnError,
     ground_truth: Path | None,
     progress: Progress | None,
+    channel: str,
 ) -> None:
     """Fit what is missing of the systems sharing one front end, then score and evaluate them."""
     pending = [c for c in group if not _finished(folder, c)]
@@ -134,7 +140,7 @@ def _run_group(
             progress=progress,
             work_dir=folder.path / ".work" / group[0].frontend.slug(),
             frontend=donor,
-            trained_on=trained_on(catalog, clips, group[0]),
+            trained_on=trained_on(catalog, clips, group[0], channel),
         )
         train_failures = [(str(p), r) for p, r in failures]
         result.notes += [n for n in notes if n not in result.notes]
@@ -212,9 +218,7 @@ def _finished(folder: RunFolder, cfg: SystemConfig) -> bool:
     return (sdir / "evaluation.json").exists() and is_model_dir(sdir / "model")
 
 
-def _check_saved(
-    folder: RunFolder, cfg: SystemConfig, catalog: Catalog, clips: list, overwrite: bool
-) -> None:
+def _check_saved(folder: RunFolder, cfg: SystemConfig, made_from: dict, overwrite: bool) -> None:
     """A system saved in the folder earlier must have the same configuration and features."""
     sys_json = folder.system_dir(cfg.name) / "model" / "system.json"
     if not sys_json.exists():
@@ -223,7 +227,7 @@ def _check_saved(
     problem = None
     if saved.get("system") != json.loads(json.dumps(cfg.to_dict())):
         problem = "a different configuration"
-    elif (saved.get("info") or {}).get("trained_on") != trained_on(catalog, clips, cfg):
+    elif (saved.get("info") or {}).get("trained_on") != made_from:
         problem = "other data or other feature settings"
     if problem is None:
         return
@@ -259,6 +263,7 @@ def execute_study(spec: StudySpec) -> StudyResult:
             ground_truth=spec.ground_truth,
             overwrite=spec.overwrite,
             progress=progress,
+            channel=spec.channel,
         )
     wall = time.perf_counter() - t0
     report_path = None

@@ -64,6 +64,21 @@ class SystemModel:
     def machines(self) -> list[str]:
         return sorted({m for m, _ in self.sections})
 
+    #: scoring on another channel than the model was trained on (:func:`stethoscope.pipeline.
+    #: score.choose_channel`)
+    channel_override: str | None = None
+
+    @property
+    def trained_channel(self) -> str:
+        """What the front end read of multi-channel recordings in training ("mix" before
+        channels were recorded)."""
+        return str((self.info.get("trained_on") or {}).get("channel") or "mix")
+
+    @property
+    def channel(self) -> str:
+        """What the front end reads when it scores."""
+        return self.channel_override or self.trained_channel
+
     def describe_training_data(self) -> str:
         """One line on what the model was trained on, for users reusing it."""
         data = (self.info.get("trained_on") or {}).get("data")
@@ -140,7 +155,7 @@ class SystemModel:
 
         feats = load_features(
             clips, self.frontend.feature, cache_dir=cache_dir, device=device, on_error=on_error,
-            progress=progress,
+            progress=progress, channel=self.channel,
         )  # fmt: skip
         out: Results = {}
         groups: dict[tuple[str, str], list[int]] = {}

@@ -11,6 +11,8 @@ from stethoscope.systems.config import (
 )
 
 AE = ComponentSpec("ae", {"epochs": 100, "batch_size": 256, "lr": 1e-3, "val_split": 0.1})
+AE_2CH = ComponentSpec("ae", {**AE.params, "two_channel": True})
+AE_NOISEREF = ComponentSpec("ae", {**AE.params, "two_channel": True, "noise_reference": True})
 CNN = ComponentSpec("dualcnn", {"epochs": 10, "batch_size": 64, "lr": 1e-3})
 ACAE = ComponentSpec("acae", {"epochs": 20, "batch_size": 32, "lr": 1e-3})
 P90 = ComponentSpec("percentile", {"q": 90.0})
@@ -187,7 +189,25 @@ BUILTIN = [
     ),
 ]
 
-for _cfg in BUILTIN:
+#: noise-aware systems for two-channel (near/far) recordings, DCASE2026
+NOISE_AWARE = [
+    SystemConfig(
+        name=f"{name}-{kind}",
+        frontend=spec,
+        backend=ComponentSpec(name),
+        threshold=GAMMA90,
+        backend_input="residual",
+        description=f"{name.upper()} {what} (DCASE2026 two-channel data; beyond the report)",
+    )
+    for kind, spec, what in (
+        ("noiseref", AE_NOISEREF, "on the near channel, the far one's noise subtracted by a "
+         "gain per band learned on normal clips"),
+        ("2ch", AE_2CH, "on the log-mel frames of both channels side by side"),
+    )
+    for name in ("ae-mse", "ae-mahala")
+]  # fmt: skip
+
+for _cfg in BUILTIN + NOISE_AWARE:
     register_system(_cfg)
 
 FUSIONS = [

@@ -35,7 +35,9 @@ class ACAEFrontEnd(FrontEnd):
 
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
-        self.cfg = persistence.config_from(ACAEConfig, self.params)
+        if self.two_channel:
+            raise ConfigError("acae: takes one channel (two_channel is not supported)")
+        self.cfg = persistence.config_from(ACAEConfig, self.params, ignore=("two_channel",))
         self.model: ACAE | None = None
         self.head: ArcFaceHead | None = None
         self.class_names: list[str] = []

@@ -1,5 +1,9 @@
 """The registered AE front end: one baseline autoencoder per machine type on log-mel frames.
 
+With ``two_channel: true`` it reads both microphones of a two-channel recording: the frames of both
+channels side by side (1280-dim vectors), or with ``noise_reference: true`` the near channel with
+the far one's noise taken out (:mod:`.noise_reference`), per machine type.
+
 Each machine type trains in its own checkpoint folder ``work_dir/<machine>``; one whose training
 finished there is restored, not retrained, so an interrupted study resumes at the next machine
 type, and inside a machine type at its last completed epoch.
@@ -18,6 +22,7 @@ from stethoscope.data.clip import Clip
 from stethoscope.devices import cpu_threads, resolve_device
 from stethoscope.errors import ConfigError, ModelError
 from stethoscope.models import persistence
+from stethoscope.models.ae import noise_reference
 from stethoscope.models.ae.inference import reconstruction_residuals
 from stethoscope.models.ae.torch_model import DenseAE
 from stethoscope.models.ae.training import AEConfig, train_ae
@@ -33,8 +38,14 @@ class AEFrontEnd(FrontEnd):
 
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
-        self.cfg = persistence.config_from(AEConfig, self.params)
+        self.cfg = persistence.config_from(
+            AEConfig, self.params, ignore=("two_channel", "noise_reference")
+        )
+        self.noise_reference = bool(self.params.get("noise_reference", False))
+        if self.noise_reference and not self.two_channel:
+            raise ConfigError("ae: noise_reference needs both channels (two_channel: true)")
         self.models: dict[str, DenseAE] = {}
+        self.gains: dict[str, np.ndarray] = {}  # per machine type, with noise_reference
 
     def fit(
         self,
@@ -45,6 +56,9 @@ class AEFrontEnd(FrontEnd):
     ) -> None:
         for machine in sorted({c.machine for c in clips}):
             vectors = [x for c, x in zip(clips, inputs, strict=True) if c.machine == machine]
+            if self.noise_reference:
+                self.gains[machine] = noise_reference.fit_gains(vectors)
+                vectors = [noise_reference.denoise(v, self.gains[machine]) for v in vectors]
             self.models[machine], _ = train_ae(
                 vectors,
                 self.cfg,
@@ -66,9 +80,12 @@ class AEFrontEnd(FrontEnd):
                 if machine not in self.models:
                     raise ModelError(f"no AE trained for machine type '{machine}'")
                 idx = [i for i, c in enumerate(clips) if c.machine == machine]
+                vectors = [inputs[i] for i in idx]
+                if self.noise_reference:
+                    vectors = [noise_reference.denoise(v, self.gains[machine]) for v in vectors]
                 res = reconstruction_residuals(
                     self.models[machine],
-                    [inputs[i] for i in idx],
+                    vectors,
                     device=dev,
                     batch=self.cfg.eval_batch,
                 )
@@ -83,6 +100,7 @@ class AEFrontEnd(FrontEnd):
             self.cfg.to_dict(),
             dict(self.models),
             networks={m: model.config() for m, model in self.models.items()},
+            gains={m: g.tolist() for m, g in self.gains.items()},
         )
 
     @classmethod
@@ -91,6 +109,16 @@ class AEFrontEnd(FrontEnd):
         networks = meta.get("networks")
         if not (isinstance(networks, dict) and all(isinstance(a, dict) for a in networks.values())):
             raise ModelError(f"{Path(directory) / persistence.META}: no 'networks'")
+        gains = meta.get("gains") or {}
+        for machine, g in gains.items():
+            arr = np.asarray(g, dtype=np.float64) if isinstance(g, list) else np.empty(0)
+            if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+                raise ModelError(f"{Path(directory) / persistence.META}: bad 'gains' of {machine}")
+            obj.gains[machine] = arr
+        if obj.noise_reference and set(obj.gains) != set(networks):
+            raise ModelError(
+                f"{Path(directory) / persistence.META}: 'gains' of every machine needed"
+            )
         dev = resolve_device(device)
         for machine, arch in networks.items():
             obj.models[machine] = persistence.load_part(

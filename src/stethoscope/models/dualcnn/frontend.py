@@ -45,7 +45,17 @@ class DualCNNFrontEnd(FrontEnd):
 
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
-        own = ("ensemble", "n_views", "crop_seconds", "views", "auxiliary", "aux_clips")
+        own = (
+            "ensemble",
+            "n_views",
+            "crop_seconds",
+            "views",
+            "auxiliary",
+            "aux_clips",
+            "two_channel",
+        )
+        if self.two_channel:
+            raise ConfigError("dualcnn: takes one channel (two_channel is not supported)")
         self.cfg = persistence.config_from(DualCNNConfig, self.params, ignore=own)
         self.ensemble = int(self.params.get("ensemble", 1))
         self.n_views = int(self.params.get("n_views", 8))
