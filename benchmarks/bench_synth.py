@@ -2,6 +2,7 @@
 
     python benchmarks/bench_synth.py [--scale F] [--duration S] [--workers W] [--out DIR]
                                      [--machines fan valve ...] [--check]
+                                     [--channels mono|near-far] [--noise-db DB]
 
 Writes a dataset (to a temporary folder unless ``--out``), prints clips/s, wall time and worker
 CPU-ms per clip (process CPU time of a one-clip-per-machine warm-up pass, less sensitive than wall
@@ -17,16 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from stethoscope.synth import DEFAULT_MACHINES, generate_dataset
+from stethoscope.synth import DEFAULT_MACHINES, clip_durations, generate_dataset
 from stethoscope.synth.generator import plan_machine, synthesise
 from stethoscope.synth.machines import MACHINES
 
 
-def cpu_ms_per_clip(duration: float, machines: list[str], reps: int = 3) -> float:
+def cpu_ms_per_clip(
+    duration: float | None, machines: list[str], reps: int = 3, channels: str = "mono"
+) -> float:
     """Single-process CPU time to synthesise one clip (no file writing), averaged over types."""
     jobs = []
-    for m in machines:
-        plan = plan_machine(Path("/nonexistent"), MACHINES[m], 0, 0.01, duration)
+    for m, seconds in clip_durations(machines, duration, channels).items():
+        plan = plan_machine(Path("/nonexistent"), MACHINES[m], 0, 0.01, seconds, channels=channels)
         jobs += [j for j in plan if j.label == "anomaly"][:1] + plan[:reps]
     synthesise(jobs[0])  # warm-up
     t0 = time.process_time()
@@ -38,18 +41,22 @@ def cpu_ms_per_clip(duration: float, machines: list[str], reps: int = 3) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--duration", type=float, default=None, help="default: by channels")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="keep the dataset here")
     ap.add_argument("--machines", nargs="*", default=None)
     ap.add_argument("--check", action="store_true", help="run the simple detector afterwards")
+    ap.add_argument("--channels", choices=["mono", "near-far"], default="mono")
+    ap.add_argument("--noise-db", type=float, default=None, help="near-far environmental noise")
     args = ap.parse_args()
     machines = args.machines or list(DEFAULT_MACHINES)
+    seconds = clip_durations(machines, args.duration, args.channels)
+    length = "/".join(f"{s:g}" for s in sorted(set(seconds.values())))
 
     print(
-        f"synthesis CPU: {cpu_ms_per_clip(args.duration, machines):.1f} ms/clip "
-        f"({args.duration:g} s clips, one process, no writing)"
+        f"synthesis CPU: {cpu_ms_per_clip(args.duration, machines, channels=args.channels):.1f} "
+        f"ms/clip ({length} s {args.channels} clips, one process, no writing)"
     )
     out = args.out or Path(tempfile.mkdtemp(prefix="stethoscope_synth_"))
     last = [0.0]
@@ -70,11 +77,13 @@ def main() -> None:
             machines=machines,
             workers=args.workers,
             progress=progress,
+            channels=args.channels,
+            noise_db=args.noise_db,
         )
         wall = time.perf_counter() - t0
         n = summary["clips"]
         print(
-            f"scale {args.scale:g}: {n} clips of {args.duration:g} s, {len(machines)} machine "
+            f"scale {args.scale:g}: {n} clips of {length} s, {len(machines)} machine "
             f"types, {summary['workers']} workers: {wall:.1f} s wall, {n / wall:.1f} clips/s, "
             f"{wall / n * 1000 * summary['workers']:.1f} worker-ms/clip"
         )
@@ -82,12 +91,14 @@ def main() -> None:
             from stethoscope.synth.check import evaluate_dataset, format_table
 
             t1 = time.perf_counter()
-            for mode, table in evaluate_dataset(out, machines=machines).items():
-                print(
-                    f"simple detector, mean from {'own domain' if mode == 'domain' else 'all'} "
-                    "training clips:"
-                )
-                print(format_table(table))
+            views = {"": None} if args.channels == "mono" else {", near": 0, ", far": 1}
+            for view, channel in views.items():
+                for mode, table in evaluate_dataset(out, machines, channel=channel).items():
+                    print(
+                        f"simple detector{view}, mean from "
+                        f"{'own domain' if mode == 'domain' else 'all'} training clips:"
+                    )
+                    print(format_table(table))
             print(f"check: {time.perf_counter() - t1:.1f} s")
     finally:
         if args.out is None:

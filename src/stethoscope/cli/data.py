@@ -29,7 +29,12 @@ from stethoscope.data.catalog import OnError
     show_default=True,
     help="fraction of the DCASE2025 dev-set clip counts (1.0: 990/10 train, 50x4 test)",
 )
-@click.option("--duration", default=10.0, show_default=True, help="clip length in seconds")
+@click.option(
+    "--duration",
+    default=None,
+    type=float,
+    help="clip length in seconds (default: 10; near-far: 6, 10 or 16 by machine type)",
+)
 @MACHINES
 @click.option("--workers", default=None, type=int, help="processes (default: 2)")
 @click.option(
@@ -39,17 +44,35 @@ from stethoscope.data.catalog import OnError
     help="target-domain training clips per machine, whatever the scale (DCASE: 10)",
 )
 @click.option("--overwrite", is_flag=True, help="replace an existing synthetic dataset in OUT_DIR")
+@click.option(
+    "--channels",
+    type=click.Choice(["mono", "near-far"]),
+    default="mono",
+    show_default=True,
+    help="near-far: two-channel clips in the DCASE2026 manner (0: near the machine, 1: farther "
+    "away, with strong environmental noise)",
+)
+@click.option(
+    "--noise-db",
+    type=float,
+    default=None,
+    help="near-far only: environmental noise at the near microphone relative to the machine, dB "
+    "(default: 3; varied per clip and domain)",
+)
 def synth(
     out_dir: Path,
     seed: int,
     scale: float,
-    duration: float,
+    duration: float | None,
     machines: str | None,
     workers: int | None,
     target_train: int | None,
     overwrite: bool,
+    channels: str,
+    noise_db: float | None,
 ) -> None:
-    """Write a synthetic machine-sound dataset in the DCASE2025 dev layout to OUT_DIR."""
+    """Write a synthetic machine-sound dataset in the DCASE dev layout to OUT_DIR (mono clips as in
+    DCASE2025, or near/far two-channel clips as in DCASE2026 with --channels near-far)."""
     from stethoscope.synth import generate_dataset
     from stethoscope.ui import progress_display
 
@@ -64,6 +87,8 @@ def synth(
             progress=progress,
             overwrite=overwrite,
             target_train=target_train,
+            channels=channels,
+            noise_db=noise_db,
         )
     click.echo(f"wrote {summary.get('n_clips', '?')} clips to {out_dir}")
 

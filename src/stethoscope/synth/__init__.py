@@ -2,10 +2,26 @@
 
 Physically motivated sources (shaft orders, gear mesh, bearing impacts, valve and slider duty
 cycles, factory background) with attribute-driven domain shift and subtle faults; see SPEC section
-7.
+7. ``channels="near-far"`` writes two-channel clips in the DCASE2026 manner instead (a microphone
+near the machine and one farther away, with strong environmental noise).
 """
 
-from stethoscope.synth.generator import clip_counts, generate_dataset
+from stethoscope.synth.generator import (
+    NEAR_FAR_DURATIONS,
+    NEAR_FAR_NOISE_DB,
+    clip_counts,
+    clip_durations,
+    generate_dataset,
+)
 from stethoscope.synth.machines import DEFAULT_MACHINES, MACHINES, MachineType
 
-__all__ = ["DEFAULT_MACHINES", "MACHINES", "MachineType", "clip_counts", "generate_dataset"]
+__all__ = [
+    "DEFAULT_MACHINES",
+    "MACHINES",
+    "NEAR_FAR_DURATIONS",
+    "NEAR_FAR_NOISE_DB",
+    "MachineType",
+    "clip_counts",
+    "clip_durations",
+    "generate_dataset",
+]

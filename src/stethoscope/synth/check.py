@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from sklearn.metrics import roc_auc_score
 
 from stethoscope import SAMPLE_RATE
@@ -62,18 +63,31 @@ def metrics(scores: np.ndarray, labels: np.ndarray, domains: list[str]) -> dict[
     return out
 
 
+def _clip(path: Path, channel: int | None) -> np.ndarray:
+    if channel is None:
+        return load_audio(path)
+    data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data[:, min(channel, data.shape[1] - 1)])
+
+
 def evaluate_dataset(
-    root: str | Path, machines: list[str] | None = None, modes: tuple[str, ...] = ("domain", "all")
+    root: str | Path,
+    machines: list[str] | None = None,
+    modes: tuple[str, ...] = ("domain", "all"),
+    channel: int | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Run the simple detector on every machine of a dataset root: mode -> machine -> metrics."""
+    """Run the simple detector on every machine of a dataset root: mode -> machine -> metrics.
+
+    ``channel``: the channel of two-channel (near-far) clips to judge (0 near, 1 far); None reads
+    clips as :func:`~stethoscope.audio.load_audio` does."""
     cat = Catalog.scan(root, machines=machines)
     results: dict[str, dict[str, dict]] = {mode: {} for mode in modes}
     for m in cat.machines():
         train: dict[str, list[np.ndarray]] = {}
         for c in cat.select(machine=m, split="train"):
-            train.setdefault(c.domain or "source", []).append(mean_logmel(load_audio(c.path)))
+            train.setdefault(c.domain or "source", []).append(mean_logmel(_clip(c.path, channel)))
         tests = cat.select(machine=m, split="test")
-        feats = np.stack([mean_logmel(load_audio(c.path)) for c in tests])
+        feats = np.stack([mean_logmel(_clip(c.path, channel)) for c in tests])
         labels = np.array([c.label == "anomaly" for c in tests], dtype=int)
         domains = [c.domain or "source" for c in tests]
         stacked = {d: np.stack(v) for d, v in train.items()}
@@ -91,14 +105,18 @@ def quick_check(
     n_train: int = 60,
     n_test: int = 30,
     mode: str = "domain",
+    channels: str = "mono",
+    noise_db: float | None = None,
+    channel: int = 0,
 ) -> dict[str, dict[str, float]]:
     """The simple detector on clips synthesised in memory (no files): machine -> metrics.
 
     Uses the clips a full-scale dataset would hold (the first ``n_train`` source training clips,
     all target training clips, the first ``n_test`` of each test cell), so it is a cheap preview
-    of :func:`evaluate_dataset` on the written data, used for tuning and in the tests.
+    of :func:`evaluate_dataset` on the written data, used for tuning and in the tests. Near-far
+    clips are judged on one ``channel`` (0: near, 1: far).
     """
-    from stethoscope.synth.generator import plan_machine, synthesise
+    from stethoscope.synth.generator import NEAR_FAR_NOISE_DB, plan_machine, synthesise
     from stethoscope.synth.machines import MACHINES
 
     limits = {
@@ -111,12 +129,18 @@ def quick_check(
     for m in machines:
         jobs: list = []
         seen: dict[tuple, int] = {}
-        for j in plan_machine(Path("."), MACHINES[m], seed, 1.0, duration):
+        noise = NEAR_FAR_NOISE_DB if noise_db is None else noise_db
+        for j in plan_machine(
+            Path("."), MACHINES[m], seed, 1.0, duration, channels=channels, noise_db=noise
+        ):
             key = (j.split, j.domain, j.label)
             if j.split != "supplemental" and seen.get(key, 0) < limits[(j.split, j.domain)]:
                 seen[key] = seen.get(key, 0) + 1
                 jobs.append(j)
-        feats = [mean_logmel(synthesise(j)) for j in jobs]
+        waves = [synthesise(j) for j in jobs]
+        feats = [
+            mean_logmel(y if y.ndim == 1 else np.ascontiguousarray(y[:, channel])) for y in waves
+        ]
         train: dict[str, list[np.ndarray]] = {}
         for j, f in zip(jobs, feats):
             if j.split == "train":

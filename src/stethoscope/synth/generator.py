@@ -3,76 +3,72 @@
 ``OUT/dev_data/raw/<machine>/{train,test,supplemental}/`` plus ``attributes_00.csv`` per machine and
 a ``synth_manifest.csv`` with the ground truth a real dataset would not give (fault kind, severity,
 SNR, hidden attributes). Every clip draws from its own seed, derived from (seed, machine, split,
-domain, label, index), so the bytes do not depend on the number of worker processes.
+domain, label, index), so the bytes do not depend on the number of worker processes. This module
+plans the clips and writes them; :mod:`stethoscope.synth.clip` renders one.
+
+``channels="near-far"`` writes DCASE2026-style two-channel clips instead: the same scene heard by
+a microphone near the machine (channel 0) and one farther away (channel 1), with strong
+environmental noise (see :mod:`stethoscope.synth.microphones` and
+:mod:`stethoscope.synth.environment`).
 """
 
 from __future__ import annotations
 
-import csv
 import multiprocessing as mp
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from stethoscope import SAMPLE_RATE
 from stethoscope.audio import write_wav
 from stethoscope.data.naming import dev_name
 from stethoscope.errors import ConfigError, StethoscopeError
 from stethoscope.progress import Progress
-from stethoscope.synth import anomalies
-from stethoscope.synth import sources as S
-from stethoscope.synth.background import background
+from stethoscope.synth.clip import ClipJob, clip_rng, near_far_parts, synthesise
+from stethoscope.synth.environment import draw_mix
 from stethoscope.synth.machines import DEFAULT_MACHINES, MACHINES, MachineType
-from stethoscope.synth.scene import render
+from stethoscope.synth.manifest import MANIFEST, write_attributes, write_manifest
+from stethoscope.synth.microphones import draw_microphones
+
+__all__ = [  # ClipJob, near_far_parts and synthesise live in stethoscope.synth.clip
+    "ClipJob",
+    "clip_counts",
+    "clip_durations",
+    "generate_dataset",
+    "near_far_parts",
+    "plan_machine",
+    "synthesise",
+]
 
 #: Clip counts per machine at scale 1.0 (the DCASE2025 development set) and the floors at any scale.
 FULL_COUNTS = {"train_source": 990, "train_target": 10, "test": 50, "supplemental": 100}
 MIN_COUNTS = {"train_source": 10, "train_target": 2, "test": 3, "supplemental": 2}
 TARGET_SNR_DB = (-6.0, -3.0)  # the target site is noisier: shifts of the low and high SNR ends
-_CODES = {
-    "train": 1,
-    "test": 2,
-    "supplemental": 3,
-    "source": 1,
-    "target": 2,
-    "normal": 1,
-    "anomaly": 2,
-    "clean": 3,
-    "noise": 4,
+CHANNELS = ("mono", "near-far")
+#: clip length of mono data unless told otherwise, seconds (the DCASE2025 length)
+MONO_DURATION = 10.0
+#: clip length of near-far data per machine type unless told otherwise, seconds, in the DCASE2026
+#: manner of one length per type: short clips where the sound repeats within a second or two (the
+#: valve's and the slider's duty cycles), 10 s for the steadily rotating machines, and 16 s for the
+#: toy vehicles, whose wheel and rail-joint events come slowly
+NEAR_FAR_DURATIONS = {
+    "ToyCar": 16.0,
+    "ToyTrain": 16.0,
+    "bearing": 10.0,
+    "fan": 10.0,
+    "gearbox": 10.0,
+    "slider": 6.0,
+    "valve": 6.0,
 }
+#: default environmental noise level of near-far data: at the near microphone, relative to the
+#: machine there (dB, varied per clip and domain, see :mod:`stethoscope.synth.environment`)
+NEAR_FAR_NOISE_DB = 3.0
 
 
 class DatasetExists(StethoscopeError, FileExistsError):
     """The output folder already holds a dataset and overwriting was not allowed."""
-
-
-@dataclass
-class ClipJob:
-    """Everything needed to render one clip, decided up front in the parent process."""
-
-    path: Path
-    machine: str
-    split: str
-    domain: str
-    label: str  # normal | anomaly | clean | noise
-    index: int
-    seed: int
-    n: int
-    attrs: dict[str, str] = field(default_factory=dict)
-    anomaly: str = ""
-    severity: float = 0.0
-    snr_db: float = float("nan")
-    gain_db: float = 0.0
-
-    @property
-    def relative(self) -> str:
-        return f"{self.machine}/{self.split}/{self.path.name}"
 
 
 def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str, int]:
@@ -92,18 +88,16 @@ def clip_counts(scale: float = 1.0, target_train: int | None = None) -> dict[str
     return counts
 
 
-def _rng(
-    seed: int, machine: str, split: str, domain: str, label: str, index: int, stream: int
-) -> np.random.Generator:
-    key = (
-        zlib.crc32(machine.encode()),
-        _CODES[split],
-        _CODES[domain],
-        _CODES[label],
-        index,
-        stream,
-    )
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+def clip_durations(
+    machines: Iterable[str], duration: float | None = None, channels: str = "mono"
+) -> dict[str, float]:
+    """Clip length per machine type, seconds: ``duration`` if given, else :data:`MONO_DURATION`
+    for mono data and :data:`NEAR_FAR_DURATIONS` for near-far data."""
+    if duration is not None:
+        return {m: float(duration) for m in machines}
+    if channels == "near-far":
+        return {m: NEAR_FAR_DURATIONS[m] for m in machines}
+    return {m: MONO_DURATION for m in machines}
 
 
 def plan_machine(
@@ -114,8 +108,13 @@ def plan_machine(
     duration: float,
     sr: int = SAMPLE_RATE,
     target_train: int | None = None,
+    channels: str = "mono",
+    noise_db: float = NEAR_FAR_NOISE_DB,
 ) -> list[ClipJob]:
-    """All clips of one machine type, with attributes, faults and SNRs drawn."""
+    """All clips of one machine type, with attributes, faults and SNRs drawn.
+
+    Near-far clips also draw their microphone geometry and noise mix, from a stream of their own:
+    the draws of the mono plan stay as they were."""
     counts = clip_counts(scale, target_train)
     n = int(round(duration * sr))
     root = out / "dev_data" / "raw" / mt.name
@@ -136,7 +135,7 @@ def plan_machine(
     jobs = []
     for split, domain, label, count in cells:
         for i in range(count):
-            rng = _rng(seed, mt.name, split, domain, label, i, 0)
+            rng = clip_rng(seed, mt.name, split, domain, label, i, 0)
             job = ClipJob(
                 path=root,
                 machine=mt.name,
@@ -156,6 +155,11 @@ def plan_machine(
             if label == "anomaly":
                 job.anomaly = list(mt.anomalies)[i % len(mt.anomalies)]
                 job.severity = float(rng.uniform(0.0, 1.0))
+            if channels == "near-far":
+                extra = clip_rng(seed, mt.name, split, domain, label, i, 2)
+                job.channels = channels
+                job.mic = draw_microphones(extra)
+                job.env = draw_mix(extra, domain, noise_db) if label != "clean" else None
             if split == "supplemental":
                 attr_string = mt.attribute_string(job.attrs) if label == "clean" else "noAttribute"
                 name = f"section_00_{domain}_supplemental_{label}_{i:04d}_{attr_string}.wav"
@@ -166,92 +170,12 @@ def plan_machine(
     return jobs
 
 
-def synthesise(job: ClipJob, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The waveform of one planned clip (float32, peak below full scale)."""
-    mt = MACHINES[job.machine]
-    rng = _rng(job.seed, job.machine, job.split, job.domain, job.label, job.index, 1)
-    if job.label == "noise":
-        sound = background(job.machine, job.domain, job.n, sr, rng)
-    else:
-        recipe = mt.build(job.attrs, rng)
-        if job.anomaly:
-            recipe = anomalies.apply(
-                job.anomaly, recipe, rng, job.severity, mt.anomalies[job.anomaly]
-            )
-        sound = render(recipe, job.n, sr, rng)
-        sound = sound.scaled(1.0 / np.sqrt(sound.power()))
-        if job.label != "clean":
-            snr = S.db(job.snr_db)
-            bg = background(job.machine, job.domain, job.n, sr, rng)
-            sound = (sound.scaled(snr) + bg).scaled(1.0 / np.sqrt(1.0 + snr * snr))
-    y = sound.audio(rng)
-    y = y * np.float32(0.05 * S.db(job.gain_db))
-    peak = float(np.max(np.abs(y)))
-    return y * np.float32(0.95 / peak) if peak > 0.95 else y
-
-
 def _work(job: ClipJob) -> str:
     try:
         write_wav(job.path, synthesise(job))
     except Exception as exc:  # name the file: a bare worker traceback does not
         raise RuntimeError(f"{job.path}: could not write synthetic clip ({exc})") from exc
     return job.relative
-
-
-def _write_attributes(mdir: Path, mt: MachineType, jobs: Iterable[ClipJob]) -> None:
-    """attributes_00.csv in the DCASE2023+ format; hidden types list names with empty pairs."""
-    rows = [j for j in jobs if j.split in ("train", "test")]
-    pairs = 1 if mt.hidden else len(mt.keys)
-    header = ["file_name"] + [f"d{i}{x}" for i in range(1, pairs + 1) for x in ("p", "v")]
-    with (mdir / "attributes_00.csv").open("w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        for j in rows:
-            vals = ["", ""] if mt.hidden else [x for kv in j.attrs.items() for x in kv]
-            w.writerow([j.relative] + vals)
-
-
-MANIFEST = "synth_manifest.csv"
-
-
-def _write_manifest(out: Path, jobs: list[ClipJob]) -> None:
-    """Ground truth per clip; rows of machine types not regenerated in this run are kept."""
-    path = out / MANIFEST
-    fresh = {j.machine for j in jobs}
-    kept: list[list[str]] = []
-    if path.exists():
-        with path.open(newline="") as fh:
-            kept = [r for r in list(csv.reader(fh))[1:] if len(r) > 1 and r[1] not in fresh]
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(
-            [
-                "file_name",
-                "machine",
-                "split",
-                "domain",
-                "label",
-                "anomaly",
-                "severity",
-                "snr_db",
-                "true_attributes",
-            ]
-        )
-        w.writerows(kept)
-        for j in jobs:
-            w.writerow(
-                [
-                    j.relative,
-                    j.machine,
-                    j.split,
-                    j.domain,
-                    j.label,
-                    j.anomaly,
-                    f"{j.severity:.3f}",
-                    f"{j.snr_db:.2f}" if j.split != "supplemental" else "",
-                    "_".join(f"{k}_{v}" for k, v in j.attrs.items()),
-                ]
-            )
 
 
 def _prepare(out: Path, names: list[str], overwrite: bool) -> None:
@@ -277,12 +201,14 @@ def generate_dataset(
     out_dir: str | Path,
     seed: int = 0,
     scale: float = 1.0,
-    duration: float = 10.0,
+    duration: float | None = None,
     machines: Iterable[str] | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
     overwrite: bool = False,
     target_train: int | None = None,
+    channels: str = "mono",
+    noise_db: float | None = None,
 ) -> dict:
     """Write a synthetic DCASE2025-layout development set; returns a summary.
 
@@ -290,8 +216,14 @@ def generate_dataset(
     render in parallel (default: up to 2); ``progress("synthesising clips", done, total, {})`` is
     called as clips land. A folder that already holds ``dev_data`` is refused (FileExistsError)
     unless ``overwrite``, which deletes and rewrites the folders of the requested machine types
-    only. The bytes depend only on (seed, scale, duration) per machine type, not on ``workers`` or
-    the other types.
+    only. The bytes depend only on (seed, scale, duration, channels, noise_db) per machine type,
+    not on ``workers`` or the other types.
+
+    ``channels="near-far"``: two-channel clips in the DCASE2026 manner (channel 0 near the
+    machine, channel 1 farther away, strong environmental noise); ``noise_db`` is that noise at
+    the near microphone relative to the machine (default :data:`NEAR_FAR_NOISE_DB`), and clips
+    last :data:`NEAR_FAR_DURATIONS` seconds per machine type unless ``duration`` says otherwise.
+    Mono clips last :data:`MONO_DURATION` seconds unless told otherwise.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -301,8 +233,16 @@ def generate_dataset(
     unknown = [m for m in names if m not in MACHINES]
     if unknown:
         raise ConfigError(f"unknown machine type(s) {unknown}; known: {sorted(MACHINES)}")
-    if duration < 0.5:
+    if duration is not None and duration < 0.5:
         raise ConfigError(f"duration must be at least 0.5 s, got {duration}")
+    if channels not in CHANNELS:
+        raise ConfigError(f"channels must be one of {CHANNELS}, got {channels!r}")
+    if noise_db is not None and channels == "mono":
+        raise ConfigError("noise_db sets the environmental noise of near-far data only")
+    if noise_db is not None and not -60.0 <= noise_db <= 40.0:
+        raise ConfigError(f"noise_db must be in [-60, 40] dB, got {noise_db}")
+    noise = NEAR_FAR_NOISE_DB if noise_db is None else float(noise_db)
+    durations = clip_durations(names, duration, channels)
     if int(seed) != seed or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     clip_counts(scale, target_train)  # validate before touching the folder
@@ -310,11 +250,20 @@ def generate_dataset(
     jobs: list[ClipJob] = []
     for name in names:
         mt = MACHINES[name]
-        mjobs = plan_machine(out, mt, seed, scale, duration, target_train=target_train)
+        mjobs = plan_machine(
+            out,
+            mt,
+            seed,
+            scale,
+            durations[name],
+            target_train=target_train,
+            channels=channels,
+            noise_db=noise,
+        )
         mdir = out / "dev_data" / "raw" / name
         for split in ("train", "test", "supplemental"):
             (mdir / split).mkdir(parents=True, exist_ok=True)
-        _write_attributes(mdir, mt, mjobs)
+        write_attributes(mdir, mt, mjobs)
         jobs += mjobs
     total = len(jobs)
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
@@ -331,7 +280,7 @@ def generate_dataset(
                 done += 1
                 if progress:
                     progress("synthesising clips", done, total, {})
-    _write_manifest(out, jobs)
+    write_manifest(out, jobs)
     per_machine = {}
     for name in names:
         mj = [j for j in jobs if j.machine == name]
@@ -355,7 +304,10 @@ def generate_dataset(
         "manifest": str(out / MANIFEST),
         "seed": seed,
         "scale": scale,
-        "duration": duration,
+        "duration": durations[names[0]] if len(set(durations.values())) == 1 else None,
+        "durations": durations,
+        "channels": channels,
+        "noise_db": noise if channels == "near-far" else None,
         "sample_rate": SAMPLE_RATE,
         "clips": total,
         "n_clips": total,
