@@ -9,9 +9,11 @@ channels, resampled, silent) comes back as notes the pipeline reports. Decoding 
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -50,6 +52,21 @@ class ResampleWarning(AudioNoteWarning):
     """A clip was not at the expected sample rate and was resampled."""
 
 
+#: where audio can come from: a file on disk, or its bytes (an upload, an in-memory file)
+AudioSource = str | Path | bytes | BinaryIO
+
+
+@dataclass
+class Decoded:
+    """Samples as the file holds them: (frames,) or (frames, channels), before any choice."""
+
+    name: Path
+    data: np.ndarray
+    sample_rate: int
+    #: whether they came from 16-bit PCM (which cannot hold NaN or inf)
+    integer_pcm: bool = False
+
+
 @dataclass
 class Audio:
     """Decoded samples and what reading them noticed (one phrase per note)."""
@@ -79,12 +96,50 @@ def load_audio(
 
 
 def read_audio(
-    path: str | Path,
+    path: AudioSource,
     sr: int = SAMPLE_RATE,
     min_samples: int = MIN_SAMPLES,
     channel: str = "mix",
+    name: str | Path | None = None,
 ) -> Audio:
     """Read a clip as float32 at ``sr`` Hz (int16 / 32768, as librosa.load does).
+
+    ``path`` may also be the file's bytes or a binary file object (``name`` then stands for it in
+    messages). See :func:`prepare` for ``channel`` and what is checked.
+    """
+    return prepare(decode(path, name), sr, min_samples, channel)
+
+
+def decode(source: AudioSource, name: str | Path | None = None) -> Decoded:
+    """The samples of a file, or of its bytes, through libsndfile; :class:`AudioError` if none."""
+    label = Path(name) if name is not None else _label(source)
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    elif isinstance(source, str):
+        source = Path(source)
+    data, file_sr, integer_pcm = _decode(source, label)
+    return Decoded(label, data, file_sr, integer_pcm)
+
+
+def from_samples(samples: np.ndarray, sample_rate: int, name: str | Path = "<samples>") -> Decoded:
+    """Samples handed over in memory: (frames,) or (frames, channels), as soundfile reads them."""
+    label = Path(name)
+    data = np.asarray(samples)
+    if data.ndim not in (1, 2) or data.dtype.kind not in "fiu":
+        raise AudioError(label, f"samples must be a 1-D or (frames, channels) numeric array, "
+                         f"not {data.ndim}-D {data.dtype}")  # fmt: skip
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise AudioError(label, f"sample rate must be a positive integer, not {sample_rate!r}")
+    if data.dtype.kind in "iu":
+        scale = float(np.iinfo(data.dtype).max) + 1.0
+        data = (data.astype(np.float64) / scale).astype(np.float32)
+    return Decoded(label, np.asarray(data, dtype=np.float32), sample_rate)
+
+
+def prepare(
+    decoded: Decoded, sr: int = SAMPLE_RATE, min_samples: int = MIN_SAMPLES, channel: str = "mix"
+) -> Audio:
+    """Decoded samples as the features need them: float32 at ``sr`` Hz, one channel chosen.
 
     ``channel`` says what to take from a multi-channel file (DCASE2026: channel 0 a microphone
     near the machine, channel 1 one farther away): "near" channel 0, "far" channel 1, "mix" their
@@ -94,8 +149,12 @@ def read_audio(
     """
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
-    path = Path(path)
-    data, file_sr, integer_pcm = _decode(path)
+    path, data, file_sr, integer_pcm = (
+        decoded.name,
+        decoded.data,
+        decoded.sample_rate,
+        decoded.integer_pcm,
+    )
     if data.shape[0] == 0:
         raise AudioError(path, "audio has no samples")
     notes = []
@@ -134,14 +193,20 @@ def read_audio(
     return Audio(np.ascontiguousarray(y), notes)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int, bool]:
+def _label(source: AudioSource) -> Path:
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    return Path(str(getattr(source, "name", "") or "<upload>"))
+
+
+def _decode(source: Path | BinaryIO, label: Path) -> tuple[np.ndarray, int, bool]:
     """(samples, sample rate, whether they came from 16-bit PCM) through libsndfile.
 
     16-bit PCM is read as int16 and scaled once into float32: bit-identical to libsndfile's own
     float32 decoding, with no float64 pass in between.
     """
     try:
-        with sf.SoundFile(str(path)) as fh:
+        with sf.SoundFile(str(source) if isinstance(source, Path) else source) as fh:
             file_sr = fh.samplerate
             if fh.subtype == "PCM_16":
                 raw = fh.read(dtype="int16", always_2d=fh.channels > 1)
@@ -149,11 +214,17 @@ def _decode(path: Path) -> tuple[np.ndarray, int, bool]:
                 return data, file_sr, True
             return fh.read(dtype="float32", always_2d=fh.channels > 1), file_sr, False
     except Exception as exc:
-        raise AudioError(path, _why_unreadable(path, exc)) from exc
+        raise AudioError(label, _why_unreadable(source, exc)) from exc
 
 
-def _why_unreadable(path: Path, exc: Exception) -> str:
+def _why_unreadable(path: Path | BinaryIO, exc: Exception) -> str:
     """The most useful reason for a file libsndfile refused (checked only once it failed)."""
+    if not isinstance(path, Path):
+        try:
+            empty = path.seek(0, io.SEEK_END) == 0
+        except (OSError, ValueError):
+            empty = False
+        return "empty (0 bytes)" if empty else f"not decodable audio ({_short(exc)})"
     try:
         size = path.stat().st_size
     except FileNotFoundError:

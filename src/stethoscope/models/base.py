@@ -71,6 +71,11 @@ class FrontEnd(ABC):
     ) -> BackendInput:
         """Back-end inputs of kind ``output`` (one of :attr:`outputs`) for ``clips``."""
 
+    def forget(self) -> None:
+        """Drop anything remembered about clips already transformed (nothing, unless a front end
+        memoises its outputs)."""
+        return None
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write the trained state (safetensors + JSON) into ``directory``."""

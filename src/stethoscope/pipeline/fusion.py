@@ -23,7 +23,7 @@ from stethoscope.data.catalog import OnError
 from stethoscope.data.clip import Clip
 from stethoscope.decision.base import THRESHOLDS, ThresholdRule
 from stethoscope.errors import ModelError
-from stethoscope.pipeline.features import load_features
+from stethoscope.pipeline.features import features_for, load_features
 from stethoscope.pipeline.fit import section_fit_data
 from stethoscope.pipeline.system_model import (
     SystemModel,
@@ -79,14 +79,24 @@ class FusionModel:
         keep_inputs: dict | None = None,
     ) -> tuple[Results, list[tuple[Path, str]]]:
         """Each member scores the clips; a clip any member could not read is left out."""
-        per_member: list[Results] = []
-        failures: list[tuple[Path, str]] = []
-        for member in self.members.values():
-            res, fails = member.score_clips(
-                clips, cache_dir=cache_dir, device=device, on_error=on_error, progress=progress
-            )
-            per_member.append(res)
-            failures += [f for f in fails if f not in failures]
+        kept, feats, failures = features_for(
+            self.feature_needs(), clips, cache_dir=cache_dir, device=device, on_error=on_error,
+            progress=progress,
+        )  # fmt: skip
+        return self.score_features(kept, feats), failures
+
+    def feature_needs(self) -> list[tuple[str, str]]:
+        """What its members read of a clip: (feature extractor, channel), each once."""
+        return list(dict.fromkeys(n for m in self.members.values() for n in m.feature_needs()))
+
+    def score_features(
+        self,
+        clips: list[Clip],
+        features: dict[tuple[str, str], list[np.ndarray]],
+        keep_inputs: dict | None = None,
+    ) -> Results:
+        """Each member scores the clips from their features; the fused scores per section."""
+        per_member = [m.score_features(clips, features) for m in self.members.values()]
         out: Results = {}
         for key, fs in sorted(self.sections.items()):
             if not all(key in res for res in per_member):
@@ -96,7 +106,11 @@ class FusionModel:
             scores = np.array([[b[str(c.path)] for b in by_path] for c in kept], dtype=np.float64)
             fused = fs.fuse(scores.reshape(len(kept), len(by_path)))
             out[key] = (kept, fused, fs.threshold.decide(fused))
-        return out, failures
+        return out
+
+    def forget(self) -> None:
+        for member in self.members.values():
+            member.forget()
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

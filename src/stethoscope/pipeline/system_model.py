@@ -151,28 +151,45 @@ class SystemModel:
         ``keep_inputs`` (a dict) receives the back-end inputs per (machine, section), so callers
         that also need them (embedding maps) do not run the front end twice.
         """
-        from stethoscope.pipeline.features import load_features
+        from stethoscope.pipeline.features import features_for
 
-        feats = load_features(
-            clips, self.frontend.feature, cache_dir=cache_dir, device=device, on_error=on_error,
-            progress=progress, channel=self.channel,
+        kept, feats, failures = features_for(
+            self.feature_needs(), clips, cache_dir=cache_dir, device=device, on_error=on_error,
+            progress=progress,
         )  # fmt: skip
+        return self.score_features(kept, feats, keep_inputs), failures
+
+    def feature_needs(self) -> list[tuple[str, str]]:
+        """What it reads of a clip: (feature extractor, channel)."""
+        return [(self.frontend.feature, self.channel)]
+
+    def score_features(
+        self,
+        clips: Sequence[Clip],
+        features: dict[tuple[str, str], list[np.ndarray]],
+        keep_inputs: dict | None = None,
+    ) -> Results:
+        """:meth:`score_clips` for clips whose features are at hand (per :meth:`feature_needs`)."""
+        inputs = features[(self.frontend.feature, self.channel)]
         out: Results = {}
         groups: dict[tuple[str, str], list[int]] = {}
-        for j, c in enumerate(feats.clips):
+        for j, c in enumerate(clips):
             groups.setdefault((c.machine, c.section), []).append(j)
         for key, idx in sorted(groups.items()):
             sm = self.sections[key]
             x = self.frontend.transform(
-                [feats.clips[j] for j in idx],
-                [feats.features[j] for j in idx],
-                self.config.backend_input,
+                [clips[j] for j in idx], [inputs[j] for j in idx], self.config.backend_input
             )
             scores = np.asarray(sm.backend.score(x), dtype=np.float64)
             if keep_inputs is not None:
                 keep_inputs[key] = x
-            out[key] = ([feats.clips[j] for j in idx], scores, sm.threshold.decide(scores))
-        return out, feats.failures
+            out[key] = ([clips[j] for j in idx], scores, sm.threshold.decide(scores))
+        return out
+
+    def forget(self) -> None:
+        """Drop what the front end remembers of clips it has scored (a long-running service
+        scores an unbounded stream of them)."""
+        self.frontend.forget()
 
 
 def read_system_json(directory: Path) -> tuple[dict[str, Any], SystemConfig]:

@@ -143,6 +143,9 @@ class DualCNNFrontEnd(FrontEnd):
                 self._memo[(output, str(clips[i].path))] = row
         return np.stack([self._memo[(output, str(c.path))] for c in clips])
 
+    def forget(self) -> None:
+        self._memo.clear()
+
     def _compute(self, waves: list[np.ndarray], output: str) -> np.ndarray:
         if not self.members:
             raise ModelError("the dual-branch CNN is not trained")
