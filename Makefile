@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 		echo "no GPU: installing the CPU torch build"; \
 		$(BIN)/python -m pip install -q torch==2.13.0; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,serve,onnx]"
 	@touch $@
 
 env: $(VENV)/.installed
