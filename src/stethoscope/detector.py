@@ -58,7 +58,10 @@ class ScoringModel(Protocol):
     def feature_needs(self) -> list[tuple[str, str]]: ...
 
     def score_features(
-        self, clips: list[Clip], features: dict[tuple[str, str], list[np.ndarray]]
+        self,
+        clips: list[Clip],
+        features: dict[tuple[str, str], list[np.ndarray]],
+        keep_inputs: dict | None = None,
     ) -> dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]]: ...
 
     def forget(self) -> None: ...
@@ -252,9 +255,14 @@ class Detector:
         names: Sequence[str] | None = None,
         on_error: str = "skip",
         batch_size: int = 32,
+        keep_inputs: dict[str, Any] | None = None,
     ) -> tuple[list[Result], list[Failure]]:
         """Score recordings of one machine (and section), ``batch_size`` at a time; a bad one is
-        listed among the failures by name (``on_error="stop"``: raised) and the rest scored."""
+        listed among the failures by name (``on_error="stop"``: raised) and the rest scored.
+
+        ``keep_inputs`` (a dict) receives each scored recording's back-end input (its embedding,
+        views or residuals) by name, for callers that follow a machine over time (the monitor).
+        """
         section = self.resolve(machine, section, domain)
         if names is not None and len(names) != len(sources):
             raise ValueError("names must give one name per source")
@@ -264,8 +272,9 @@ class Detector:
             part = range(start, min(start + max(1, batch_size), len(sources)))
             labels = [names[i] if names is not None else _label(sources[i], i) for i in part]
             got, bad = self._score_batch(
-                [sources[i] for i in part], labels, machine, section, domain, sample_rate, on_error
-            )
+                [sources[i] for i in part], labels, machine, section, domain, sample_rate,
+                on_error, keep_inputs,
+            )  # fmt: skip
             results += got
             failures += bad
         return results, failures
@@ -279,6 +288,7 @@ class Detector:
         domain: str | None,
         sample_rate: int | None,
         on_error: str,
+        keep_inputs: dict[str, Any] | None = None,
     ) -> tuple[list[Result], list[Failure]]:
         t0 = time.perf_counter()
         waves: dict[tuple[str, str], list[np.ndarray]] = {need: [] for need in self._needs}
@@ -311,10 +321,14 @@ class Detector:
                  label=None, index=f"{i:06d}")
             for i, (label, _) in enumerate(kept)
         ]  # fmt: skip
+        kept_inputs: dict | None = {} if keep_inputs is not None else None
         try:
-            scored = self.model.score_features(clips, features)
+            scored = self.model.score_features(clips, features, kept_inputs)
         finally:
             self.model.forget()
+        if keep_inputs is not None and kept_inputs:
+            x = kept_inputs[(machine, section)]
+            keep_inputs.update({label: x[i] for i, (label, _) in enumerate(kept)})
         t3 = time.perf_counter()
         _, scores, decisions = scored[(machine, section)]
         threshold = self.threshold(machine, section)
