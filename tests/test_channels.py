@@ -174,3 +174,17 @@ def test_noise_reference_gain_is_the_leak_of_far_noise_into_near():
     machine0 = near0 - leak * 10 ** (two.to_storage(clips[0])[:, 128:] / 10)
     want = 10 * np.log10(np.maximum(machine0, SPECTRAL_FLOOR * near0))
     np.testing.assert_allclose(rows, want, atol=1e-3)
+
+
+def test_per_file_notes_are_counted_in_the_summary():
+    from stethoscope.pipeline.study import group_notes
+
+    notes = [
+        f"/d/fan/train/section_00_{i:04d}.wav: 2 channels: channel 0 (near) used" for i in range(3)
+    ]
+    notes += ["/d/fan/test/x.wav: silent (peak below -80 dBFS)", "fan: no target-domain clips"]
+    assert group_notes(notes) == [
+        "3 files: 2 channels: channel 0 (near) used (e.g. /d/fan/train/section_00_0000.wav)",
+        "/d/fan/test/x.wav: silent (peak below -80 dBFS)",
+        "fan: no target-domain clips",
+    ]

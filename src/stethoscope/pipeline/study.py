@@ -291,11 +291,34 @@ def summary_text(result: StudyResult, wall: float, report_path: Path | None) -> 
         lines.append(f"{len(result.catalog_issues)} file(s) skipped while reading the dataset:")
         lines += [f"    {i}" for i in result.catalog_issues[:10]]
     if result.notes:
+        grouped = group_notes(result.notes)
         lines.append(f"notes on the data ({len(result.notes)}, all in notes.json):")
-        lines += [f"    {n}" for n in result.notes[:10]]
-        if len(result.notes) > 10:
-            lines.append(f"    ... and {len(result.notes) - 10} more")
+        lines += [f"    {n}" for n in grouped[:10]]
+        if len(grouped) > 10:
+            lines.append(f"    ... and {len(grouped) - 10} more kinds")
     lines.append(f"wall time {wall:.0f} s; outputs in {result.run_dir}")
     if report_path:
         lines.append(f"report: {report_path}")
     return "\n".join(lines)
+
+
+def group_notes(notes: list[str]) -> list[str]:
+    """Notes of the form "<file>: <what>" counted by what was noticed ("1000 files: 2 channels:
+    channel 0 (near) used, e.g. <file>"), so one setting applied to a whole dataset reads as one
+    line; other notes are kept as they are."""
+    by_what: dict[str, list[str]] = {}
+    for note in notes:
+        file, sep, what = note.partition(": ")
+        if sep and Path(file).suffix.lower() in (".wav", ".flac"):
+            by_what.setdefault(what, []).append(file)
+        else:
+            by_what.setdefault(note, [])
+    lines = []
+    for what, files in by_what.items():
+        if len(files) > 1:
+            lines.append(f"{len(files)} files: {what} (e.g. {files[0]})")
+        elif files:
+            lines.append(f"{files[0]}: {what}")
+        else:
+            lines.append(what)
+    return lines
