@@ -179,3 +179,15 @@ def test_score_command_on_plain_recordings(tiny, tmp_path):
     res = CliRunner().invoke(main, ["score", "--model", str(models["ae-mse"]), str(rec),
                                     "--machine", "pump", "--out", str(out)])  # fmt: skip
     assert res.exit_code != 0 and "'pump'" in res.output
+
+
+def test_back_end_inputs_are_kept_by_name_on_request(tiny):
+    root, models = tiny
+    det = Detector.load(models["cnn-kmeans"])
+    files = sorted((root / "dev_data" / "raw" / "fan" / "test").glob("*.wav"))[:3]
+    kept: dict = {}
+    results, _ = det.score_many(files, "fan", keep_inputs=kept)
+    assert set(kept) == {r.file for r in results}
+    backend = det.model.sections[("fan", "00")].backend
+    for r in results:
+        assert float(backend.score(kept[r.file][None])[0]) == pytest.approx(r.score, rel=1e-9)
