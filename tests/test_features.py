@@ -471,4 +471,4 @@ def test_accepts_clip_objects_and_empty_input(tmp_path: Path):
     assert res.clips == [clip] and res.features[0].shape == (28, 640)
     assert res.clips_per_second == pytest.approx(1 / res.seconds)
     empty = extract([], LogMel())
-    assert empty.clips == [] and empty.features == [] and empty.failures == []
+    assert empty.clips == [] and list(empty.features) == [] and empty.failures == []

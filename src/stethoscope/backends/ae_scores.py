@@ -46,7 +46,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from stethoscope.backends.base import Backend, FitData, register_backend
 
@@ -89,6 +88,8 @@ class AEMSEBackend(Backend):
 
 def precision_matrix(cov: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
     """Inverse of ``cov + ridge * mean(diag) * I`` by Cholesky; pseudo-inverse when not positive definite."""
+    import scipy.linalg  # fitting only: scoring a fitted back end needs numpy alone
+
     cov = np.asarray(cov, dtype=np.float64)
     reg = cov
     if ridge > 0:

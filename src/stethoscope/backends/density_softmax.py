@@ -33,8 +33,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp, softmax
-from sklearn.covariance import ledoit_wolf
 
 from stethoscope.backends.base import (
     Backend,
@@ -45,6 +43,7 @@ from stethoscope.backends.base import (
     l2_normalise,
     register_backend,
 )
+from stethoscope.backends.special import logsumexp, softmax
 from stethoscope.errors import ConfigError
 
 READINGS = ("report", "head", "refit")
@@ -95,6 +94,8 @@ class DensitySoftmaxBackend(Backend):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: FitData) -> DensitySoftmaxBackend:
+        from sklearn.covariance import ledoit_wolf  # fitting only (scoring needs numpy alone)
+
         labels = np.asarray(
             data.classes if data.classes is not None else np.asarray(data.domains).astype(str)
         )

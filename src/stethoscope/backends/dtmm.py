@@ -46,9 +46,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.decomposition import PCA
-from sklearn.mixture import BayesianGaussianMixture
 
 from stethoscope.backends.base import (
     Backend,
@@ -59,6 +56,7 @@ from stethoscope.backends.base import (
     register_backend,
 )
 from stethoscope.backends.mixture_kl import mixture_kl
+from stethoscope.backends.special import logsumexp
 
 MIN_MODEL_CLIPS = 5
 
@@ -185,6 +183,10 @@ class DtMMBackend(Backend):
 
     # ---------------------------------------------------------------- fitting
     def fit(self, data: FitData) -> DtMMBackend:
+        # fitting only: scoring a fitted back end needs numpy alone
+        from sklearn.decomposition import PCA
+        from sklearn.mixture import BayesianGaussianMixture
+
         p = self.params
         clips = [l2_normalise(v) for v in clip_views(data.x)]
         if not clips:

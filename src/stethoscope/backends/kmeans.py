@@ -15,7 +15,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from stethoscope.backends.base import (
     Backend,
@@ -76,6 +75,8 @@ class KMeansBackend(Backend):
 
     def _source_centres(self, src: np.ndarray, seed: int) -> np.ndarray:
         """k-means centres of source clips, or the clips themselves when there are too few."""
+        from sklearn.cluster import KMeans  # fitting only (scoring needs numpy alone)
+
         # Never ask for more clusters than distinct source points (e.g. a section with 5 clips).
         k = min(self.n_clusters, len(np.unique(src.round(12), axis=0)))
         if k == len(src):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from stethoscope.decision.base import ThresholdRule, register_threshold
 
@@ -25,6 +24,8 @@ class GammaThreshold(ThresholdRule):
         self.gamma_params: tuple[float, float, float] | None = None
 
     def compute(self, train_scores: np.ndarray) -> float:
+        from scipy import stats  # fitting only: deciding with a fitted threshold needs numpy
+
         s = np.asarray(train_scores, dtype=np.float64)
         q = self.params["percentile"] / 100.0
         # Degenerate inputs (one value, all equal): no distribution to fit, every score is the threshold.

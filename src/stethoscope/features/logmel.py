@@ -8,11 +8,12 @@ code runs on CPU and GPU.
 The stacked ``(T - n_frames + 1, n_frames * n_mels)`` matrix is a read-only strided *view* of the
 contiguous ``(T, n_mels)`` log-mel matrix (row i starts at frame i and runs on through the next
 frames, exactly the frame-major layout), and the cache stores only ``(T, n_mels)``: 5x less disk.
+The stacking and the blocked mel product are :mod:`stethoscope.dsp.logmel`'s, which the torch-free
+ONNX runtime computes the same features with.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,9 +21,8 @@ import numpy as np
 import torch
 
 from stethoscope import SAMPLE_RATE
+from stethoscope.dsp.logmel import LOG_FLOOR, mel_blocks, stack_frames, unstack_frames
 from stethoscope.features.base import FeatureExtractor, register_feature
-
-LOG_FLOOR = sys.float_info.epsilon  # the baseline's floor before log10; no reference, no top_db
 
 
 @dataclass(frozen=True)
@@ -119,37 +119,11 @@ class LogMel(FeatureExtractor):
 
     def stack(self, log_mel: np.ndarray) -> np.ndarray:
         """Frame-major stacking as a zero-copy, read-only view of a (T, width) array."""
-        c = self.config
-        log_mel = np.ascontiguousarray(log_mel)
-        n_vec = log_mel.shape[0] - c.n_frames + 1
-        if n_vec < 1:
-            return np.empty((0, self.dim), dtype=np.float32)
-        # Row i starts at frame i and runs on through the next frames. The ndarray constructor
-        # makes this view several times faster than as_strided, which matters on warm-cache hits.
-        item = log_mel.itemsize
-        view = np.ndarray(
-            (n_vec, self.dim), log_mel.dtype, buffer=log_mel, strides=(item * self.width, item)
-        )
-        view.flags.writeable = False
-        return view
+        return stack_frames(log_mel, self.config.n_frames)
 
     def to_storage(self, feature: np.ndarray) -> np.ndarray:
         """(T, width) back from the stacked vectors: rows' first frames + the last row's rest."""
-        m = self.width
-        if feature.shape[0] == 0:  # fewer frames than n_frames: nothing to keep, stays empty
-            return np.empty((0, m), dtype=np.float32)
-        if (
-            feature.dtype == np.float32
-            and feature.shape[1] == self.dim
-            and feature.strides == (4 * m, 4)
-        ):
-            # A view made by :meth:`stack`: the (T, n_mels) matrix is the memory it already spans.
-            n_rows = feature.shape[0] + self.config.n_frames - 1
-            return np.lib.stride_tricks.as_strided(
-                feature, (n_rows, m), (4 * m, 4), writeable=False
-            )
-        tail = feature[-1, m:].reshape(-1, m)
-        return np.ascontiguousarray(np.concatenate([feature[:, :m], tail]), dtype=np.float32)
+        return unstack_frames(feature, self.width, self.config.n_frames)
 
     def from_storage(self, stored: np.ndarray) -> np.ndarray:
         return self.stack(stored)
@@ -184,26 +158,10 @@ def mel_filterbank(
     )
 
 
-#: Mel bands per block of the filterbank product (see :func:`_mel_blocks`).
-MEL_BLOCK = 16
-
-
 @lru_cache(maxsize=8)
 def _mel_blocks(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, device: torch.device
 ) -> list[tuple[int, int, torch.Tensor]]:
-    """The transposed filterbank cut into blocks of :data:`MEL_BLOCK` bands, each with the range
-    ``[k0, k1)`` of FFT bins it covers: ``cat([z[:, k0:k1] @ w ...])`` is ``z @ fb.T``.
-
-    Each mel filter spans a few bins only, so the blocks skip the zeros of the full matrix (about a
-    third of the CPU time of the whole log-mel) and change nothing but the order of the sums.
-    """
-    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T  # (bins, mels)
-    blocks = []
-    for m0 in range(0, n_mels, MEL_BLOCK):
-        part = fb[:, m0 : m0 + MEL_BLOCK]
-        nz = np.flatnonzero(np.any(part != 0, axis=1))
-        k0, k1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
-        w = torch.from_numpy(np.ascontiguousarray(part[k0:k1])).to(device)
-        blocks.append((k0, k1, w))
-    return blocks
+    """The filterbank's blocks (:func:`stethoscope.dsp.logmel.mel_blocks`) on ``device``."""
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    return [(k0, k1, torch.from_numpy(w).to(device)) for k0, k1, w in mel_blocks(fb)]

@@ -21,36 +21,25 @@ import numpy as np
 from stethoscope import __version__
 from stethoscope.data.catalog import OnError
 from stethoscope.data.clip import Clip
-from stethoscope.decision.base import THRESHOLDS, ThresholdRule
-from stethoscope.errors import ModelError
+from stethoscope.decision.base import THRESHOLDS
 from stethoscope.pipeline.features import features_for, load_features
 from stethoscope.pipeline.fit import section_fit_data
-from stethoscope.pipeline.system_model import (
-    SystemModel,
+from stethoscope.pipeline.sections import (
+    FusionSection,
     check_names,
-    load_section_state,
+    fuse_members,
+    load_fusion_section,
     save_section_state,
 )
+from stethoscope.pipeline.system_model import SystemModel
 from stethoscope.progress import Progress
 from stethoscope.state_io import write_json
 from stethoscope.systems import SystemConfig
 
+__all__ = ["FORMAT_VERSION", "FusionModel", "FusionSection", "fit_fusion", "is_fusion_meta"]
+
 FORMAT_VERSION = 1
 Results = dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]]
-
-
-@dataclass
-class FusionSection:
-    """Per member: the mean and standard deviation of its training scores; and the threshold."""
-
-    means: np.ndarray
-    stds: np.ndarray
-    threshold: ThresholdRule
-    n_train: int = 0
-
-    def fuse(self, member_scores: np.ndarray) -> np.ndarray:
-        """(N, M) member scores -> (N,) mean of the standardised scores."""
-        return ((member_scores - self.means) / self.stds).mean(axis=1)
 
 
 @dataclass
@@ -96,17 +85,7 @@ class FusionModel:
         keep_inputs: dict | None = None,
     ) -> Results:
         """Each member scores the clips from their features; the fused scores per section."""
-        per_member = [m.score_features(clips, features) for m in self.members.values()]
-        out: Results = {}
-        for key, fs in sorted(self.sections.items()):
-            if not all(key in res for res in per_member):
-                continue
-            by_path = [{str(c.path): s for c, s in zip(*res[key][:2])} for res in per_member]
-            kept = [c for c in per_member[0][key][0] if all(str(c.path) in b for b in by_path)]
-            scores = np.array([[b[str(c.path)] for b in by_path] for c in kept], dtype=np.float64)
-            fused = fs.fuse(scores.reshape(len(kept), len(by_path)))
-            out[key] = (kept, fused, fs.threshold.decide(fused))
-        return out
+        return fuse_members(list(self.members.values()), self.sections, clips, features)
 
     def forget(self) -> None:
         for member in self.members.values():
@@ -145,16 +124,8 @@ class FusionModel:
         sections = {}
         for machine, section in meta["sections"]:
             check_names(machine, section, directory / "system.json")
-            arrays, smeta, path = load_section_state(directory / "backends", machine, section)
-            try:
-                means, stds = arrays["means"], arrays["stds"]
-                threshold = ThresholdRule.from_state(smeta["threshold"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelError(f"{path}: not a fusion section ({exc})") from exc
-            if means.shape != (len(members),) or stds.shape != (len(members),):
-                raise ModelError(f"{path}: 'means' and 'stds' need one value per member")
-            sections[(machine, section)] = FusionSection(
-                means, stds, threshold, int(smeta.get("n_train", 0))
+            sections[(machine, section)] = load_fusion_section(
+                directory / "backends", machine, section, len(members)
             )
         return cls(config=config, members=members, sections=sections, info=meta.get("info", {}))
 

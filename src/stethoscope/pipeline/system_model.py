@@ -4,6 +4,7 @@ Layout of MODEL_DIR:
   system.json                      system config, machines/sections, versions, what it was made from
   frontend/                        front-end weights (safetensors) + config (JSON)
   backends/<machine>_section_<ss>.{safetensors,json}   back-end state + threshold
+                                   (:mod:`stethoscope.pipeline.sections`)
 
 Loading trusts nothing in the folder: a file that is missing, truncated or of the wrong type, an
 unknown component, a name that would leave the folder, a tensor of another shape than the one
@@ -14,44 +15,54 @@ before allocating them).
 
 from __future__ import annotations
 
-import math
 import platform
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
 
 from stethoscope import __version__
-from stethoscope.backends.base import BACKENDS, Backend
 from stethoscope.data.catalog import OnError
 from stethoscope.data.clip import Clip
-from stethoscope.decision.base import ThresholdRule
 from stethoscope.errors import ModelError, StethoscopeError
 from stethoscope.models.base import FRONTENDS, FrontEnd
+from stethoscope.pipeline.sections import (
+    SAFE_NAME,
+    SECTION,
+    Results,
+    SectionModel,
+    check_names,
+    describe_training_data,
+    load_section,
+    load_section_state,
+    read_json_object,
+    save_section_state,
+)
 from stethoscope.progress import Progress
-from stethoscope.state_io import load_state, read_json, save_state, write_json
+from stethoscope.state_io import write_json
 from stethoscope.systems import SystemConfig
 
 if TYPE_CHECKING:
     from stethoscope.pipeline.fusion import FusionModel
 
+__all__ = [
+    "FORMAT_VERSION",
+    "SAFE_NAME",
+    "SECTION",
+    "Results",
+    "SectionModel",
+    "SystemModel",
+    "check_names",
+    "is_model_dir",
+    "load_model",
+    "load_section_state",
+    "read_system_json",
+    "save_section_state",
+]
+
 FORMAT_VERSION = 1
-#: machine type names that are safe as part of a file name (no folder separators, no "..")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-SECTION = re.compile(r"^\d{2}$")
-#: (machine, section) -> (clips, scores, decisions)
-Results = dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]]
-
-
-@dataclass
-class SectionModel:
-    backend: Backend
-    threshold: ThresholdRule
-    n_train: int = 0
 
 
 @dataclass
@@ -81,13 +92,7 @@ class SystemModel:
 
     def describe_training_data(self) -> str:
         """One line on what the model was trained on, for users reusing it."""
-        data = (self.info.get("trained_on") or {}).get("data")
-        if not data:
-            return "training data not recorded (a model from an older Stethoscope)"
-        return (
-            f"{data.get('root')} (machine types {', '.join(data.get('machines', []))}; "
-            f"{data.get('n_train')} training clips, fingerprint {data.get('train_clips')})"
-        )
+        return describe_training_data(self.info)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -133,7 +138,7 @@ class SystemModel:
         sections: dict[tuple[str, str], SectionModel] = {}
         for machine, section in meta["sections"]:
             check_names(machine, section, directory / "system.json")
-            sections[(machine, section)] = _load_section(directory / "backends", machine, section)
+            sections[(machine, section)] = load_section(directory / "backends", machine, section)
         return cls(config=config, frontend=frontend, sections=sections, info=meta["info"])
 
     def score_clips(
@@ -199,7 +204,7 @@ def read_system_json(directory: Path) -> tuple[dict[str, Any], SystemConfig]:
         raise ModelError(
             f"{directory}: not a model directory (no system.json); train one with `stethoscope fit`"
         )
-    meta = _read_json(meta_path)
+    meta = read_json_object(meta_path)
     version = meta.get("format_version", 0)
     if not isinstance(version, int):
         raise ModelError(f"{meta_path}: field 'format_version' must be an integer")
@@ -239,97 +244,3 @@ def load_model(directory: str | Path, device: str = "auto") -> SystemModel | Fus
 
 def is_model_dir(directory: str | Path) -> bool:
     return (Path(directory) / "system.json").exists()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        meta = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return meta
-
-
-def check_names(machine: str, section: str, source: Path) -> None:
-    if not SAFE_NAME.match(machine) or ".." in machine:
-        raise ModelError(f"{source}: machine type name {machine!r} is not a plain file name")
-    if not SECTION.match(section):
-        raise ModelError(f"{source}: section {section!r} is not two digits")
-
-
-def save_section_state(
-    folder: Path, machine: str, section: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
-) -> None:
-    """One section's arrays and JSON, the arrays' shapes recorded for :func:`load_section_state`."""
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    shapes = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}
-    save_state(folder, f"{machine}_section_{section}", arrays, {**meta, "arrays": shapes})
-
-
-def load_section_state(
-    folder: Path, machine: str, section: str
-) -> tuple[dict[str, np.ndarray], dict[str, Any], Path]:
-    """The arrays and JSON of one section's state, checked (shapes as recorded, no NaN)."""
-    name = f"{machine}_section_{section}"
-    json_path, weights = folder / f"{name}.json", folder / f"{name}.safetensors"
-    meta = _read_json(json_path)
-    recorded = meta.get("arrays")
-    if weights.exists() or recorded:
-        _check_arrays(weights, recorded)
-    try:
-        arrays, _ = load_state(folder, name)
-    except (OSError, SafetensorError) as exc:
-        raise ModelError(f"{weights}: unreadable ({exc})") from exc
-    for key, value in arrays.items():
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ModelError(f"{weights}: tensor '{key}' holds NaN or infinite values")
-    threshold = meta.get("threshold")
-    if not isinstance(threshold, dict):
-        raise ModelError(f"{json_path}: field 'threshold' must be a mapping")
-    thr = threshold.get("value")
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr):
-        raise ModelError(f"{json_path}: field 'threshold.value' must be a finite number")
-    return arrays, meta, json_path
-
-
-def _load_section(folder: Path, machine: str, section: str) -> SectionModel:
-    arrays, meta, json_path = load_section_state(folder, machine, section)
-    backend_name = meta.get("backend")
-    if not isinstance(backend_name, str) or backend_name not in BACKENDS:
-        raise ModelError(f"{json_path}: field 'backend': unknown back end {backend_name!r}")
-    threshold = meta["threshold"]
-    try:
-        backend = BACKENDS.get(backend_name).from_state(arrays, meta.get("state") or {})
-        rule = ThresholdRule.from_state(threshold)
-        n_train = int(meta.get("n_train", 0))
-    except KeyError as exc:
-        raise ModelError(f"{json_path}: missing field or tensor {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{json_path}: a field of the wrong type or value ({exc})") from exc
-    except StethoscopeError as exc:  # e.g. an unknown threshold rule
-        raise ModelError(f"{json_path}: {exc}") from exc
-    return SectionModel(backend, rule, n_train)
-
-
-def _check_arrays(weights: Path, recorded: Any) -> None:
-    """The safetensors header against the shapes and dtypes recorded when the model was saved."""
-    if not isinstance(recorded, dict):
-        raise ModelError(f"{weights.with_suffix('.json')}: field 'arrays' must be a mapping")
-    if not weights.exists():
-        raise ModelError(f"{weights}: missing")
-    try:
-        with safe_open(str(weights), framework="numpy") as fh:
-            names = set(fh.keys())
-            shapes = {k: list(fh.get_slice(k).get_shape()) for k in names}
-    except (OSError, SafetensorError) as exc:
-        raise ModelError(f"{weights}: unreadable or truncated ({exc})") from exc
-    for key, spec in recorded.items():
-        if key not in names:
-            raise ModelError(f"{weights}: tensor '{key}' is missing")
-        want = spec.get("shape") if isinstance(spec, dict) else None
-        if shapes[key] != want:
-            raise ModelError(f"{weights}: tensor '{key}' has shape {shapes[key]}, expected {want}")
-    extra = sorted(names - set(recorded))
-    if extra:
-        raise ModelError(f"{weights}: unexpected tensor(s) {', '.join(extra)}")
