@@ -504,3 +504,20 @@ def test_frontend_adds_auxiliary_classes_after_the_datas_own(tmp_path):
     assert fe.members[0].head.n_classes == 6
     x = fe.transform(clips, waves, "embedding-logits")
     assert x.shape == (len(waves), 256 + 2)  # back ends see the data's classes only
+
+
+@pytest.mark.skipif(
+    not torch._dynamo.is_dynamo_supported(), reason="torch.compile is not supported here"
+)
+def test_compiled_training_trains_like_eager():
+    """The ``compile`` path: graph capture and compiled autograd through the shared loop. Backend
+    aot_eager (no code generation): inductor's C++ build of this network takes minutes on a
+    2-core CPU; benchmarks/bench_dualcnn_gpu.py times inductor."""
+    waves, labels = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0, seed=2)
+    cfg = DualCNNConfig(epochs=1, batch_size=4, n_subclusters=2, seed=1)
+    compiled = DualCNNConfig(**{**cfg.to_dict(), "compile": True, "compile_backend": "aot_eager"})
+    assert compiled.fingerprint() == cfg.fingerprint()  # how it runs, not what it learns
+    model, (h,) = train_dualcnn(waves, labels, 2, compiled, "cpu")
+    _, (ref,) = train_dualcnn(waves, labels, 2, cfg, "cpu")
+    assert math.isfinite(h["loss"]) and h["loss"] == pytest.approx(ref["loss"], rel=1e-4)
+    assert type(model) is DualBranchCNN  # the module itself, saved as ever (not the compiled one)

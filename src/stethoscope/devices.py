@@ -9,17 +9,21 @@ from collections.abc import Iterator
 
 import torch
 
+from stethoscope import distributed
 from stethoscope.errors import ConfigError
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto'/None -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+    """'auto'/None -> CUDA when available, else CPU; an explicit CUDA device must exist. Under
+    torchrun, 'auto' and 'cuda' mean this rank's own GPU (cuda:LOCAL_RANK)."""
     if isinstance(device, torch.device):
         return device
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device() if torch.cuda.is_available() else torch.device("cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' requested but CUDA is not available")
+    if str(device) == "cuda":
+        return distributed.local_device()
     try:
         return torch.device(device)
     except RuntimeError as exc:

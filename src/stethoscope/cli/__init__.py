@@ -68,9 +68,9 @@ def main(ctx: click.Context, verbose: bool, plugins: tuple[str, ...]) -> None:
 
 
 def _register() -> None:
-    from stethoscope.cli import data, results, scoring, training
+    from stethoscope.cli import data, exporting, monitoring, results, scoring, serving, training
 
-    for module in (data, training, scoring, results):
+    for module in (data, training, scoring, results, monitoring, serving, exporting):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -1,8 +1,13 @@
-"""Training commands: train one system (`fit`), run a whole study (`run`), the demo."""
+"""Training commands: train one system (`fit`), run a whole study (`run`), the demo.
+
+`fit` and `run` scale out under torchrun (``torchrun --nproc-per-node N -m stethoscope fit ...``):
+each process joins the group (:func:`stethoscope.distributed.session`), all train, rank 0 writes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +32,14 @@ from stethoscope.data.catalog import OnError
 @click.option("--data", type=DATA_ROOT, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="model directory")
 @click.option("--epochs", type=int, default=None, help="override the front end's epochs")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="set a front-end parameter (of a fusion: of its members), VALUE read as YAML "
+    "(repeatable): --param batch_size=16",
+)
 @MACHINES
 @CACHE
 @DEVICE
@@ -37,6 +50,7 @@ def fit(
     data: Path,
     out: Path,
     epochs: int | None,
+    params: tuple[str, ...],
     machines: str | None,
     cache_dir: Path | None,
     device: str,
@@ -45,22 +59,28 @@ def fit(
 ) -> None:
     """Train a system on the training clips of ROOT and save it to a model directory.
 
-    Interrupted, the same command resumes from the last epoch checkpoint in OUT/.work.
+    Interrupted, the same command resumes from the last epoch checkpoint in OUT/.work. Started by
+    torchrun, its processes train together and the first one writes the model.
     """
+    from stethoscope import distributed
     from stethoscope.data import Catalog
     from stethoscope.pipeline.fit import fit_model_dir
     from stethoscope.systems import SystemConfig, get_system
     from stethoscope.ui import progress_display
 
-    def with_epochs(cfg: SystemConfig) -> SystemConfig:
+    overrides = _parse_params(params)
+
+    def configured(cfg: SystemConfig) -> SystemConfig:
+        if overrides and not cfg.members:
+            cfg = cfg.with_frontend_params(**overrides)
         if epochs is not None and "epochs" in cfg.frontend.params:
             return cfg.with_frontend_params(epochs=epochs)
         return cfg
 
-    cfg = with_epochs(get_system(system))
-    members = [with_epochs(get_system(m)) for m in cfg.members]
+    cfg = configured(get_system(system))
+    members = [configured(get_system(m)) for m in cfg.members]
     catalog = Catalog.scan(data, on_error=on_error, machines=machine_list(machines))
-    with progress_display() as progress:
+    with distributed.session(device), progress_display(enabled=distributed.is_main()) as progress:
         rep = fit_model_dir(
             catalog,
             cfg,
@@ -73,6 +93,8 @@ def fit(
             members=members,
             channel=channel,
         )
+        if not distributed.is_main():
+            return
     model = rep.fusions.get(cfg.name) or rep.models[cfg.name]
     click.echo(f"saved {cfg.name} to {out} ({len(model.sections)} machine/section back ends)")
     report_failures(rep.failures + [(i.path, i.reason) for i in catalog.issues], "training")
@@ -120,7 +142,9 @@ def run(
     device: str,
     on_error: OnError,
 ) -> None:
-    """Fit, score, decide and evaluate systems; resumes an interrupted run."""
+    """Fit, score, decide and evaluate systems; resumes an interrupted run. Started by torchrun,
+    its processes train the front ends together and the first one writes the run folder."""
+    from stethoscope import distributed
     from stethoscope.pipeline.spec import StudySpec
     from stethoscope.pipeline.study import execute_study
 
@@ -138,7 +162,8 @@ def run(
         overwrite=overwrite or None,
         channel=channel,
     )
-    execute_study(spec)
+    with distributed.session(spec.device):
+        execute_study(spec)
 
 
 @click.command()
@@ -162,6 +187,22 @@ def demo(out: Path, systems: str, seed: int, device: str) -> None:
     from stethoscope.pipeline.demo import run_demo
 
     run_demo(out, systems=systems, seed=seed, device=device)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    """``("batch_size=16", "compile=true")`` -> {"batch_size": 16, "compile": True} (YAML values)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="--param") from exc
+    return out
 
 
 COMMANDS = [fit, run, demo]

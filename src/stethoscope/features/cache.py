@@ -84,6 +84,10 @@ class FeatureCache:
     def entry(self, extractor: FeatureExtractor, identity: str) -> Path:
         return Path(self._entry(extractor, identity))
 
+    def entry_str(self, extractor: FeatureExtractor, identity: str) -> str:
+        """:meth:`entry` as a string (what :class:`~.stored.StoredFeatures` holds per clip)."""
+        return self._entry(extractor, identity)
+
     def _entry(self, extractor: FeatureExtractor, identity: str) -> str:
         """:meth:`entry` as a string, built without pathlib (a warm-cache hit costs little more)."""
         key = extractor.key()
@@ -102,7 +106,7 @@ class FeatureCache:
             return None
         path = self._entry(extractor, identity)
         try:
-            stored = _map_npy(path)
+            stored = map_npy(path)
         except FileNotFoundError:
             return None
         except Exception as exc:  # empty, truncated, garbage, unreadable: several types
@@ -135,11 +139,12 @@ class FeatureCache:
         identity: str,
         array: np.ndarray,
         notes: list[str] | None = None,
-    ) -> None:
+    ) -> bool:
         """Write atomically (temp file in the same folder, then os.replace); ``notes`` (rare: a
-        resampled or silent clip) go beside the entry, so a warm run reports them too."""
+        resampled or silent clip) go beside the entry, so a warm run reports them too. Returns
+        whether the entry was written (a full or read-only disk turns the cache off instead)."""
         if self.root is None:
-            return
+            return False
         path = self.entry(extractor, identity)
         try:
             if path.parent not in self._folders:
@@ -158,7 +163,7 @@ class FeatureCache:
                 "feature cache %s is not writable (%s); continuing without a cache", self.root, exc
             )
             self.root = None
-            return
+            return False
         try:
             notes_path = path.with_name(path.stem + NOTES_SUFFIX)
             if notes:
@@ -174,9 +179,11 @@ class FeatureCache:
                 "cannot write to feature cache %s (%s); continuing without a cache", self.root, exc
             )
             self.root = None
+            return False
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return True
 
     def clear(self, extractor: FeatureExtractor) -> None:
         """Drop every cached array of this extractor configuration."""
@@ -202,7 +209,7 @@ def _warn_bad(path: str, reason: str) -> None:
     log.warning("bad feature cache entry %s: %s; recomputing it", path, reason)
 
 
-def _map_npy(path: str) -> np.ndarray:
+def map_npy(path: str) -> np.ndarray:
     """A ``.npy`` file memory-mapped read-only, as ``np.load(path, mmap_mode="r")`` gives it.
 
     ``np.load`` spends most of a warm-cache hit parsing the header text and building an

@@ -1,25 +1,25 @@
 """Features of many clips: cache look-up, then the misses computed in parallel.
 
-Cached arrays are memory-mapped, not recomputed. The misses go in batches to a thread pool
-(:class:`~concurrent.futures.ThreadPoolExecutor`): each thread decodes its batch (libsndfile),
-computes it (torch) and writes it to the cache. Both libraries release the GIL while they work, so
-the threads run in parallel without the start-up and copying costs of worker processes. Only
-``workers + 1`` batches are in flight, which keeps memory flat. A bad file is one line in
-``failures`` (file + reason) and the other clips go on, unless the caller asked to stop.
+Cached features are not read here: the result holds each one as its cache entry, read (memory-
+mapped) when a caller asks for it (:class:`~stethoscope.features.stored.StoredFeatures`), so a
+training set larger than memory can be used. The misses go in batches to a thread pool
+(:func:`~stethoscope.prefetch.ordered_map`): each thread decodes its batch (libsndfile), computes
+it (torch) and writes it to the cache, after which only the entry's path is kept. Both libraries
+release the GIL while they work, so the threads run in parallel without the start-up and copying
+costs of worker processes. Only ``workers + 1`` batches are in flight, which keeps memory flat. A
+bad file is one line in ``failures`` (file + reason) and the other clips go on, unless the caller
+asked to stop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,24 +28,23 @@ from stethoscope import SAMPLE_RATE, audio
 from stethoscope.devices import torch_threads
 from stethoscope.features.base import FeatureExtractor
 from stethoscope.features.cache import FeatureCache, clip_identity
+from stethoscope.features.stored import Held, StoredFeatures
+from stethoscope.prefetch import ordered_map
 from stethoscope.progress import Progress
 
 OnError = Literal["skip", "stop"]
-T = TypeVar("T")
-R = TypeVar("R")
-#: A batch's outcome: (clip index, feature) for the clips that worked, (index, error) for the rest,
-#: (index, note) for what reading them noticed.
-Outcome = tuple[
-    list[tuple[int, np.ndarray]], list[tuple[int, audio.AudioError]], list[tuple[int, str]]
-]
+#: A batch's outcome: (clip index, feature or its cache entry) for the clips that worked, (index,
+#: error) for the rest, (index, note) for what reading them noticed.
+Outcome = tuple[list[tuple[int, Held]], list[tuple[int, audio.AudioError]], list[tuple[int, str]]]
 
 
 @dataclass
 class ExtractResult:
-    """Features aligned with ``clips`` (the clips that succeeded, in input order)."""
+    """Features aligned with ``clips`` (the clips that succeeded, in input order); cached ones are
+    read from the cache when indexed (:class:`StoredFeatures`)."""
 
     clips: list[Any]
-    features: list[np.ndarray]
+    features: Sequence[np.ndarray]
     failures: list[tuple[Path, str]] = field(default_factory=list)
     #: (file, note) for clips that needed something done (mixed down, resampled) or are silent
     notes: list[tuple[Path, str]] = field(default_factory=list)
@@ -90,7 +89,7 @@ def extract(
     store = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
     stage = f"features ({extractor.name})"
     total = len(clips)
-    feats: dict[int, np.ndarray] = {}
+    feats: dict[int, Held] = {}
     failed: dict[int, tuple[Path, str]] = {}
     noted: list[tuple[int, str]] = []
     ids: dict[int, str] = {}
@@ -112,9 +111,9 @@ def extract(
             except OSError as exc:
                 fail(i, audio.AudioError(clip_path(clip), _stat_reason(exc)))
                 continue
-            hit = store.load(extractor, ids[i])
+            hit = store.load(extractor, ids[i])  # checked, then let go: read again when used
             if hit is not None:
-                feats[i] = extractor.from_storage(hit)
+                feats[i] = store.entry_str(extractor, ids[i])
                 noted += [(i, note) for note in store.load_notes(extractor, ids[i])]
                 continue
         misses.append(i)
@@ -140,10 +139,12 @@ def extract(
             if read.notes:
                 notes[i] = read.notes
         out = extractor.compute_batch([w for _, w in waves], device) if waves else []
-        done = [(i, f) for (i, _), f in zip(waves, out, strict=True)]
-        if store.enabled:
-            for i, f in done:
-                store.store(extractor, ids[i], extractor.to_storage(f), notes.get(i, []))
+        done: list[tuple[int, Held]] = []
+        for (i, _), f in zip(waves, out, strict=True):
+            kept = store.enabled and store.store(
+                extractor, ids[i], extractor.to_storage(f), notes.get(i, [])
+            )
+            done.append((i, store.entry_str(extractor, ids[i]) if kept else f))
         return done, bad, [(i, n) for i, ns in notes.items() for n in ns]
 
     on_cpu = torch.device(device).type == "cpu"
@@ -155,7 +156,8 @@ def extract(
     n_workers = min(n_workers, max(1, len(batches)))
     # Each worker thread is one stream of work: torch's own threads are split among them on CPU.
     threads = max(1, torch.get_num_threads() // n_workers) if on_cpu and n_workers > 1 else None
-    with torch_threads(threads), contextlib.closing(_in_order(job, batches, n_workers)) as results:
+    results = ordered_map(job, batches, n_workers, name="features")
+    with torch_threads(threads), contextlib.closing(results):
         for done, bad, batch_notes in results:
             for i, err in bad:
                 fail(i, err)
@@ -166,7 +168,7 @@ def extract(
     ok = sorted(feats)
     return ExtractResult(
         clips=[clips[i] for i in ok],
-        features=[feats[i] for i in ok],
+        features=StoredFeatures([feats[i] for i in ok], extractor.from_storage),
         failures=[failed[i] for i in sorted(failed)],
         notes=[(clip_path(clips[i]), note) for i, note in sorted(noted, key=lambda n: n[0])],
         seconds=time.perf_counter() - start,
@@ -179,28 +181,3 @@ def _stat_reason(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return "file does not exist"
     return f"cannot read file ({exc.strerror or exc})"
-
-
-def _in_order(fn: Callable[[T], R], items: list[T], workers: int) -> Generator[R, None, None]:
-    """``map(fn, items)`` on ``workers`` threads, results in order, at most ``workers + 1`` ahead.
-
-    On leaving early (an error, or the caller stopping), queued items are cancelled and the
-    running ones finished before this returns, so no thread outlives the call.
-    """
-    if workers == 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="features") as pool:
-        pending: deque[Future[R]] = deque()
-        todo = iter(items)
-        try:
-            for item in itertools.islice(todo, workers + 1):
-                pending.append(pool.submit(fn, item))
-            while pending:
-                result = pending.popleft().result()
-                for item in itertools.islice(todo, 1):
-                    pending.append(pool.submit(fn, item))
-                yield result
-        finally:
-            for fut in pending:
-                fut.cancel()

@@ -98,6 +98,22 @@ def load(
     A checkpoint made with other data or settings, or one that does not fit the modules, raises
     :class:`ModelError` naming the folder and what differs.
     """
+    stored = read(directory, fingerprint)
+    return None if stored is None else restore(stored, modules, opt)
+
+
+@dataclass
+class Stored:
+    """A checkpoint as read from disk, not yet applied (CPU tensors: it can be sent to other
+    processes, which is how the ranks of a distributed training resume)."""
+
+    directory: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def read(directory: Path, fingerprint: dict[str, Any]) -> Stored | None:
+    """The checkpoint in ``directory`` if there is one, checked against ``fingerprint``."""
     path = directory / META
     if not path.exists():
         return None
@@ -116,6 +132,12 @@ def load(
             f"the checkpoint in {directory} was made with other data or settings "
             f"({'; '.join(differs)}); remove that folder to train afresh"
         )
+    return Stored(directory, tensors, meta)
+
+
+def restore(stored: Stored, modules: dict[str, nn.Module], opt: torch.optim.Optimizer) -> Resumed:
+    """Apply a checkpoint :func:`read` gave to ``modules`` and ``opt``."""
+    tensors, meta = stored.tensors, stored.meta
     try:
         for name, module in modules.items():
             prefix = f"{name}/"
@@ -126,7 +148,7 @@ def load(
         opt.load_state_dict(_optimizer_state(tensors, meta))
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ModelError(
-            f"the checkpoint in {directory} does not fit this model ({exc}); "
+            f"the checkpoint in {stored.directory} does not fit this model ({exc}); "
             "remove that folder to train afresh"
         ) from exc
     return Resumed(int(meta["epoch"]), list(meta["history"]))

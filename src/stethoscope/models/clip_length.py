@@ -5,15 +5,18 @@ clips run 6 to 16 s): one stray long recording must not set it, or every clip wo
 that length (a 10-minute clip among 2-second ones made a 6.6 GB training tensor). In training a
 shorter clip is tiled (or padded) up to the length and a longer one cropped to its first window;
 when a clip longer than the length is embedded or scored, it is cut into evenly spaced windows
-(:func:`window_starts`) whose outputs are averaged.
+(:func:`stethoscope.dsp.windows.window_starts`) whose outputs are averaged.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from stethoscope.dsp.windows import window_starts
+
+__all__ = ["MAX_INPUT_SECONDS", "typical_length", "window_starts"]
 
 MAX_INPUT_SECONDS = 16.0
 
@@ -26,12 +29,3 @@ def typical_length(
         raise ValueError("no clips to take a length from")
     median = int(np.median([np.asarray(w).shape[-1] for w in waves]))
     return max(1, min(median, int(round(cap_seconds * sample_rate))))
-
-
-def window_starts(n_samples: int, length: int) -> list[int]:
-    """Start offsets of the fewest evenly spaced ``length``-sample windows that cover a clip of
-    ``n_samples`` (one window, from 0, when the clip is not longer than ``length``)."""
-    if n_samples <= length:
-        return [0]
-    count = math.ceil(n_samples / length)
-    return [int(round(s)) for s in np.linspace(0, n_samples - length, count)]

@@ -3,10 +3,15 @@
 Systems that share a front-end spec (ae-mse/ae-mahala; the three CNN back ends) share one trained
 front end: a study trains the CNN once and fits three back ends on its embeddings. Both ways in
 (`stethoscope fit` and `stethoscope run`) go through :func:`fit_group`.
+
+Under torchrun (:mod:`stethoscope.distributed`) every rank reads the features (one process per
+node fills the cache first) and trains the front end; rank 0 alone then fits the back ends, holds
+the folder lock and saves: the others return with no model once the front end is trained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stethoscope import distributed
 from stethoscope.backends.base import FitData
 from stethoscope.backends.factory import make_backend
 from stethoscope.data.catalog import Catalog, DataError, OnError
@@ -139,25 +145,31 @@ def fit_group(
     ``work_dir`` holds the front end's checkpoints (a rerun resumes there); ``trained_on`` (see
     :func:`trained_on`) is recorded in each model and says which channel the front end reads.
     Returns the models, the training clips that failed to load, and notes on the ones that loaded
-    (channel taken, resampled, silent).
+    (channel taken, resampled, silent). Under torchrun, ranks other than 0 help train the front end
+    and return no model.
     """
     feature = FRONTENDS.get(group[0].frontend.name).feature
     channel = (trained_on or {}).get("channel", "mix")
-    feats = load_features(
-        clips, feature, cache_dir=cache_dir, device=device, on_error=on_error, progress=progress,
-        channel=channel,
-    )  # fmt: skip
+    # all ranks come here only to train a front end together (given one, rank 0 comes alone)
+    with distributed.local_first() if frontend is None else contextlib.nullcontext():
+        feats = load_features(
+            clips, feature, cache_dir=cache_dir, device=device, on_error=on_error,
+            progress=progress, channel=channel,
+        )  # fmt: skip
     if not feats.clips:
         raise DataError("no usable training clips: every one of them failed to load")
     if frontend is None:
         frontend = fit_frontend(group[0], feats, device, progress, work_dir)
+    notes = [f"{p}: {note}" for p, note in feats.notes]
+    if not distributed.is_main():
+        return {}, feats.failures, notes
     models = {}
     for cfg in group:
         model = fit_backends(cfg, frontend, feats, progress)
         model.info["train_failures"] = [[str(p), r] for p, r in feats.failures]
         model.info["trained_on"] = trained_on
         models[cfg.name] = model
-    return models, feats.failures, [f"{p}: {note}" for p, note in feats.notes]
+    return models, feats.failures, notes
 
 
 def trained_on(
@@ -233,19 +245,13 @@ def fit_model_dir(
 ) -> FitReport:
     """Train one system into the model folder ``out``: a new or empty folder, or one holding this
     command's unfinished training (``out/.work``), which resumes. Nothing else is written over.
-    A fusion (``cfg.members``) trains its ``members`` (their configs) and holds them."""
+    A fusion (``cfg.members``) trains its ``members`` (their configs) and holds them. Under
+    torchrun rank 0 checks, locks and writes the folder; the others train and return an empty
+    report."""
     out = Path(out)
-    if is_model_dir(out):
-        raise ConfigError(f"{out} already holds a model; choose another --out")
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in MODEL_DIR_ENTRIES)
-        if foreign:
-            raise ConfigError(
-                f"{out} exists and is not a Stethoscope model folder (it holds "
-                f"{', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); "
-                "choose a new or empty folder for --out"
-            )
-    with folder_lock(out):
+    distributed.from_main(lambda: _check_model_dir(out))
+    main = distributed.is_main()
+    with folder_lock(out) if main else contextlib.nullcontext():
         if not cfg.members:
             return fit_systems(
                 catalog,
@@ -265,6 +271,8 @@ def fit_model_dir(
             catalog, list(members or []), machines=machines, cache_dir=cache_dir, device=device,
             on_error=on_error, progress=progress, work_dir=out / ".work", channel=channel,
         )  # fmt: skip
+        if not main:
+            return rep
         trained = {m: rep.models[m] for m in cfg.members}
         fusion = fit_fusion(
             cfg, trained, train_clips(catalog, machines), cache_dir=cache_dir, device=device,
@@ -273,3 +281,17 @@ def fit_model_dir(
         fusion.save(out)
         rep.fusions[cfg.name] = fusion
         return rep
+
+
+def _check_model_dir(out: Path) -> None:
+    """``out`` may receive a new model: absent, empty, or an unfinished one of `fit`."""
+    if is_model_dir(out):
+        raise ConfigError(f"{out} already holds a model; choose another --out")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in MODEL_DIR_ENTRIES)
+        if foreign:
+            raise ConfigError(
+                f"{out} exists and is not a Stethoscope model folder (it holds "
+                f"{', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); "
+                "choose a new or empty folder for --out"
+            )

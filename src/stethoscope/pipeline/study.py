@@ -5,10 +5,16 @@ RUN_DIR holds ``run.json`` (what the run was made from, :mod:`.run_folder`), one
 (what the run noticed about the data) and ``report/``. A system whose evaluation exists is not
 redone; a system whose model is saved is only scored; a front end interrupted in training resumes
 from its last epoch in ``RUN_DIR/.work``. One process at a time writes a run folder.
+
+Under torchrun (:mod:`stethoscope.distributed`) rank 0 alone locks, opens and writes the run folder,
+scores and reports; it decides for each group of systems whether its front end must be trained,
+and all ranks train those front ends together. The other ranks write nothing and wait for the next
+training (or the end) while rank 0 works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -16,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stethoscope import distributed
 from stethoscope.data.catalog import Catalog, OnError
 from stethoscope.data.channels import resolve_channel
 from stethoscope.errors import ConfigError
@@ -62,13 +69,19 @@ def run_study(
     catalog = Catalog.scan(data, on_error=on_error, machines=machines)
     clips = train_clips(catalog, machines)
     channel = resolve_channel(channel, clips)
-    with folder_lock(Path(run_dir)):
-        fingerprint = data_fingerprint(catalog, clips, channel)
-        folder = RunFolder.open(Path(run_dir), fingerprint, overwrite)
+    main = distributed.is_main()
+    with folder_lock(Path(run_dir)) if main else contextlib.nullcontext():
+
+        def open_folder() -> RunFolder:
+            fingerprint = data_fingerprint(catalog, clips, channel)
+            folder = RunFolder.open(Path(run_dir), fingerprint, overwrite)
+            for cfg in configs:
+                _check_saved(folder, cfg, trained_on(catalog, clips, cfg, channel), overwrite)
+            return folder
+
+        folder = distributed.from_main(open_folder)
         result = StudyResult(run_dir=folder.path, catalog_issues=[str(i) for i in catalog.issues])
         result.notes += [str(n) for n in catalog.notices]
-        for cfg in configs:
-            _check_saved(folder, cfg, trained_on(catalog, clips, cfg, channel), overwrite)
         fusions = [c for c in configs if c.members]
         for group in group_by_frontend([c for c in configs if not c.members]):
             _run_group(
@@ -84,6 +97,8 @@ def run_study(
                 ground_truth=ground_truth,
                 progress=progress,
             )
+        if not main:  # the trainings are done; what follows is rank 0's
+            return result
         for cfg in fusions:
             _run_fusion(
                 folder, cfg, catalog, clips, result, cache_dir=cache_dir, device=device,
@@ -110,8 +125,27 @@ def _run_group(
     progress: Progress | None,
     channel: str,
 ) -> None:
-    """Fit what is missing of the systems sharing one front end, then score and evaluate them."""
-    pending = [c for c in group if not _finished(folder, c)]
+    """Fit what is missing of the systems sharing one front end, then score and evaluate them.
+    Under torchrun rank 0 decides, every rank trains the front end if it must be trained, and
+    rank 0 alone does the rest."""
+
+    def plan() -> tuple[list[str], list[str]]:
+        pending = [c.name for c in group if not _finished(folder, c)]
+        saved = [c.name for c in group if is_model_dir(folder.system_dir(c.name) / "model")]
+        return pending, saved
+
+    pending_names, saved_names = distributed.from_main(plan)
+    pending = [c for c in group if c.name in pending_names]
+    saved = [c for c in group if c.name in saved_names]
+    to_fit = [c for c in pending if c not in saved]
+    if not distributed.is_main():
+        if to_fit and not saved:  # a front end to train: help train it, write nothing
+            fit_group(
+                to_fit, clips, cache_dir=cache_dir, device=device, on_error=on_error,
+                progress=None, work_dir=folder.path / ".work" / group[0].frontend.slug(),
+                trained_on=trained_on(catalog, clips, group[0], channel),
+            )  # fmt: skip
+        return
     for c in group:
         if c not in pending:
             ev = read_json(folder.system_dir(c.name) / "evaluation.json")
@@ -120,8 +154,6 @@ def _run_group(
             )
     if not pending:
         return
-    saved = [c for c in group if is_model_dir(folder.system_dir(c.name) / "model")]
-    to_fit = [c for c in pending if c not in saved]
     models: dict[str, SystemModel] = {}
     train_failures: list[tuple[str, str]] = []
     if to_fit:
@@ -251,7 +283,8 @@ def execute_study(spec: StudySpec) -> StudyResult:
     cache = spec.cache_dir if spec.cache_dir is not None else default_cache_dir()
     configs = spec.system_configs()
     t0 = time.perf_counter()
-    with progress_display() as progress:
+    main = distributed.is_main()
+    with progress_display(enabled=main) as progress:
         result = run_study(
             data,
             out,
@@ -266,6 +299,8 @@ def execute_study(spec: StudySpec) -> StudyResult:
             channel=spec.channel,
         )
     wall = time.perf_counter() - t0
+    if not main:
+        return result
     report_path = None
     if spec.report:
         from stethoscope.report import build_report

@@ -54,7 +54,7 @@ class ACAEFrontEnd(FrontEnd):
             self.cfg = dataclasses.replace(self.cfg, input_seconds=typical)
         labels, self.class_names = class_labels(clips)
         self.model, self.head, _ = train_acae(
-            list(inputs),
+            inputs,
             labels,
             len(self.class_names),
             self.cfg,

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from stethoscope.devices import resolve_device
+from stethoscope.dsp.windows import clip_windows, per_clip_mean
 from stethoscope.models.acae.inputs import acae_features, stack_waves
 from stethoscope.models.acae.torch_model import ACAE
-from stethoscope.models.clip_length import window_starts
 
 
 @torch.no_grad()
@@ -35,24 +35,9 @@ def _batches(
 
 
 def _windows(model: ACAE, waves: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Clips longer than the model input cut into evenly spaced windows; the owner of each."""
-    length = model.cfg.input_samples
-    out, owner = [], []
-    for i, w in enumerate(waves):
-        w = np.asarray(w, dtype=np.float32).reshape(-1)
-        for start in window_starts(w.shape[0], length):
-            out.append(w[start : start + length] if w.shape[0] > length else w)
-            owner.append(i)
-    return out, np.asarray(owner, dtype=np.int64)
-
-
-def _per_clip_mean(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
-    if len(owner) == n_clips:
-        return values
-    sums = np.zeros((n_clips, *values.shape[1:]), dtype=np.float64)
-    np.add.at(sums, owner, values)
-    counts = np.bincount(owner, minlength=n_clips).reshape(-1, *([1] * (values.ndim - 1)))
-    return (sums / counts).astype(np.float32)
+    """Clips longer than the model input cut into evenly spaced windows (each read on from its
+    start, then cropped or tiled to the input); the owner of each."""
+    return clip_windows(waves, model.cfg.input_samples)
 
 
 @torch.no_grad()
@@ -75,7 +60,7 @@ def embed(
     ]
     if not out:
         return np.zeros((0, model.cfg.latent_dim), dtype=np.float32)
-    return _per_clip_mean(torch.cat(out).numpy(), owner, len(waves))
+    return per_clip_mean(torch.cat(out).numpy(), owner, len(waves))
 
 
 @torch.no_grad()
@@ -93,4 +78,4 @@ def reconstruction_error(
         out.append(((recon - x) ** 2).mean(dim=(1, 2)).float().cpu())
     if not out:
         return np.zeros(0, dtype=np.float32)
-    return _per_clip_mean(torch.cat(out).numpy()[:, None], owner, len(waves))[:, 0]
+    return per_clip_mean(torch.cat(out).numpy()[:, None], owner, len(waves))[:, 0]

@@ -23,6 +23,18 @@ import torch
 import torch.nn.functional as F
 
 from stethoscope import SAMPLE_RATE
+from stethoscope.dsp.windows import tile_crop as fit_length
+
+__all__ = [
+    "AMIN",
+    "FeatureSpec",
+    "acae_features",
+    "batch_features",
+    "fit_length",
+    "log_spectrogram",
+    "moving_average",
+    "stack_waves",
+]
 
 #: Amplitude floor of the log (as librosa's ``amplitude_to_db``): -100 dB, so digital silence
 #: stays finite.
@@ -55,18 +67,6 @@ class FeatureSpec:
             n_freq = min(n_freq, self.freq_bins)
         n_frames = 1 + self.input_samples // self.hop  # centred STFT
         return n_freq, n_frames
-
-
-def fit_length(wave: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """Tile (if short) or crop (if long) a 1-D waveform to ``n`` samples, starting at ``offset``."""
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    if wave.size == 0:
-        raise ValueError("empty waveform")
-    offset = int(offset) % wave.size
-    if offset + n > wave.size:
-        reps = int(np.ceil((offset + n) / wave.size))
-        wave = np.tile(wave, reps)
-    return np.ascontiguousarray(wave[offset : offset + n])
 
 
 def stack_waves(waves: Sequence[np.ndarray], n: int, offset: int = 0) -> torch.Tensor:

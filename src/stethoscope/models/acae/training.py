@@ -1,7 +1,10 @@
 """Training the ACAE (SPEC 4.3) through the shared loop.
 
-The features of all training clips are computed once (batched, on the GPU when there is one) and
-standardised per frequency bin with training statistics. Each batch is mixed with a shuffled copy
+The training clips are read a batch at a time (:mod:`stethoscope.models.clip_batches`: held on the
+GPU when they fit, else gathered from the memory-mapped feature cache ahead of the step), and each
+batch's features are computed on the training device when it is used, so memory holds batches,
+not the features of the data set. The features are standardised per frequency bin with training
+statistics, gathered in one pass over the clips before training. Each batch is mixed with a shuffled copy
 of itself (mixup of the input feature maps, lam ~ Beta(mixup_alpha, mixup_alpha), one lam per
 batch); the autoencoder reconstructs the mixed input it was given (MSE) and its embedding z is
 trained with noisy-ArcMix on the clip labels (:mod:`.losses`). ``arcmix=False`` is the MSE-only
@@ -11,7 +14,7 @@ cores unless ``threads`` says otherwise (:func:`stethoscope.devices.shared_threa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ import torch
 
 from stethoscope import SAMPLE_RATE
 from stethoscope.devices import cpu_threads, resolve_device
-from stethoscope.models.acae.inputs import FeatureSpec, batch_features
+from stethoscope.models.acae.inputs import FeatureSpec, acae_features
 from stethoscope.models.acae.losses import ArcFaceHead, acae_loss
 from stethoscope.models.acae.torch_model import ACAE
+from stethoscope.models.clip_batches import Batch, ClipBatches
 from stethoscope.models.training import EpochRandom, LoopConfig, digest, global_seed, train
 from stethoscope.progress import Progress
 
@@ -100,31 +104,34 @@ class _ACAETask:
         self,
         model: ACAE,
         head: ArcFaceHead | None,
-        feats: torch.Tensor,
-        labels: torch.Tensor,
+        data: ClipBatches,
         cfg: ACAEConfig,
         device: torch.device,
     ) -> None:
         self.modules: dict[str, torch.nn.Module] = {"model": model}
         if head is not None:
             self.modules["head"] = head
-        self.model, self.head, self.feats, self.labels = model, head, feats, labels
+        self.model, self.head, self.data = model, head, data
         self.cfg, self.device = cfg, device
+        self.spec = cfg.feature_spec()
 
     def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
-        n, b = self.feats.shape[0], self.cfg.batch_size
-        perm = torch.randperm(n, generator=rand.host)
-        return [perm[i : i + b] for i in range(0, n, b) if min(b, n - i) >= 2]  # BatchNorm needs 2
+        return self.data.order(rand.host, self.cfg.batch_size)
+
+    def load(self, batches: Sequence[torch.Tensor]) -> Iterator[Batch]:
+        return self.data.load(batches)
 
     def step(
-        self, idx: torch.Tensor, rand: EpochRandom
+        self, batch: Batch, rand: EpochRandom
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-        x = self.feats[idx.to(self.feats.device)].to(self.device)
-        y = self.labels[idx].to(self.device)
+        wave, _, y = batch
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+            x = self.model.normalize(acae_features(wave, self.spec))
+        n = x.shape[0]
         y_b, lam = y, 1.0
         if self.head is not None and self.cfg.mixup_alpha > 0:
             lam = float(rand.numpy.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
-            pair = torch.randperm(idx.numel(), generator=rand.host).to(self.device)
+            pair = torch.randperm(n, generator=rand.host).to(self.device)
             x, y_b = lam * x + (1.0 - lam) * x[pair], y[pair]
         recon, z = self.model(x)
         loss, parts = acae_loss(
@@ -138,15 +145,34 @@ class _ACAETask:
             self.cfg.recon_weight,
             self.cfg.arc_weight,
         )
-        return loss, parts, idx.numel()
+        return loss, parts, n
 
     def epoch_metrics(self) -> dict[str, float]:
         return {}
 
 
-def _fits_on(device: torch.device, feats: torch.Tensor, limit_bytes: float = 4e9) -> bool:
-    """Keep the training features on the accelerator when small enough (no per-batch copies)."""
-    return device.type != "cpu" and feats.numel() * feats.element_size() < limit_bytes
+@torch.no_grad()
+def feature_stats(data: ClipBatches, spec: FeatureSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and standard deviation of the features of every clip, in float64, from one
+    pass a batch at a time (Chan's parallel update of count, mean and squared deviations)."""
+    count, mean, m2 = 0, None, None
+    batches = [torch.arange(s, min(s + 64, data.n)) for s in range(0, data.n, 64)]
+    for wave, _, _ in data.load([b.to(data.device) if data.on_device else b for b in batches]):
+        f = acae_features(wave, spec).double()  # (B, F, T)
+        n_b = f.shape[0] * f.shape[2]
+        mean_b = f.mean(dim=(0, 2))
+        m2_b = ((f - mean_b[None, :, None]) ** 2).sum(dim=(0, 2))
+        if mean is None or m2 is None:
+            count, mean, m2 = n_b, mean_b, m2_b
+            continue
+        delta = mean_b - mean
+        total = count + n_b
+        mean = mean + delta * (n_b / total)
+        m2 = m2 + m2_b + delta**2 * (count * n_b / total)
+        count = total
+    assert mean is not None and m2 is not None
+    std = (m2 / (count - 1)).sqrt() if count > 1 else torch.ones_like(mean)
+    return mean.float().cpu(), std.float().cpu()
 
 
 def train_acae(
@@ -160,8 +186,9 @@ def train_acae(
     name: str = "acae",
 ) -> tuple[ACAE, ArcFaceHead | None, list[dict[str, Any]]]:
     """Train an ACAE on normal clips; returns (model, ArcFace head or None, per-epoch history),
-    both modules in eval mode. ``work_dir`` holds the epoch checkpoint; training resumes from it
-    (see :func:`stethoscope.models.training.train`)."""
+    both modules in eval mode. ``waves`` may read each clip when indexed (the feature cache's
+    :class:`~stethoscope.features.stored.StoredFeatures`). ``work_dir`` holds the epoch
+    checkpoint; training resumes from it (see :func:`stethoscope.models.training.train`)."""
     cfg = cfg or ACAEConfig()
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(waves) != labels.size:
@@ -178,24 +205,16 @@ def train_acae(
         "labels": digest([labels]),
     }
     with cpu_threads(cfg.threads, dev):
-        feats = batch_features(waves, cfg.feature_spec(), dev)  # (N, F, T) on CPU
-        mean = feats.mean(dim=(0, 2), dtype=torch.float64).float()
-        std = (
-            feats.double().std(dim=(0, 2)).float()
-            if feats.shape[0] * feats.shape[2] > 1
-            else torch.ones_like(mean)
-        )
+        data = ClipBatches(waves, labels, cfg.input_samples, "tile", dev)
+        mean, std = feature_stats(data, cfg.feature_spec())
         with global_seed(cfg.seed):
             model = ACAE(cfg)
             head = ArcFaceHead(cfg.latent_dim, n_classes, cfg.s, cfg.m) if cfg.arcmix else None
         model.set_normalization(mean, std)
-        feats = model.normalize(feats)
         model.to(dev)
         if head is not None:
             head.to(dev)
-        if _fits_on(dev, feats):
-            feats = feats.to(dev)
-        task = _ACAETask(model, head, feats, torch.from_numpy(labels), cfg, dev)
+        task = _ACAETask(model, head, data, cfg, dev)
         loop = LoopConfig(
             name=name,
             epochs=cfg.epochs,

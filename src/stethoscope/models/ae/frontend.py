@@ -25,7 +25,7 @@ from stethoscope.models import persistence
 from stethoscope.models.ae import noise_reference
 from stethoscope.models.ae.inference import reconstruction_residuals
 from stethoscope.models.ae.torch_model import DenseAE
-from stethoscope.models.ae.training import AEConfig, train_ae
+from stethoscope.models.ae.training import AEConfig, spread_machines, train_ae
 from stethoscope.models.base import FrontEnd, register_frontend
 from stethoscope.progress import Progress
 
@@ -54,12 +54,12 @@ class AEFrontEnd(FrontEnd):
         progress: Progress | None = None,
         work_dir: Path | None = None,
     ) -> None:
-        for machine in sorted({c.machine for c in clips}):
+        def one(machine: str) -> tuple[DenseAE, np.ndarray | None]:
             vectors = [x for c, x in zip(clips, inputs, strict=True) if c.machine == machine]
-            if self.noise_reference:
-                self.gains[machine] = noise_reference.fit_gains(vectors)
-                vectors = [noise_reference.denoise(v, self.gains[machine]) for v in vectors]
-            self.models[machine], _ = train_ae(
+            gains = noise_reference.fit_gains(vectors) if self.noise_reference else None
+            if gains is not None:
+                vectors = [noise_reference.denoise(v, gains) for v in vectors]
+            model, _ = train_ae(
                 vectors,
                 self.cfg,
                 self.device,
@@ -67,6 +67,15 @@ class AEFrontEnd(FrontEnd):
                 work_dir=Path(work_dir) / machine if work_dir else None,
                 name=f"ae {machine}",
             )
+            return model.cpu(), gains
+
+        # under torchrun each rank trains its share of the machine types; all get every model
+        trained = spread_machines(sorted({c.machine for c in clips}), one)
+        dev = resolve_device(self.device)
+        for machine, (model, gains) in trained.items():
+            self.models[machine] = model.to(dev)
+            if gains is not None:
+                self.gains[machine] = gains
 
     def transform(
         self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str

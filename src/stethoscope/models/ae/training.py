@@ -18,20 +18,25 @@ depend on the thread count, so the weights (not the method) change with ``thread
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stethoscope import distributed
 from stethoscope.devices import cpu_threads, resolve_device
 from stethoscope.models.ae.torch_model import DenseAE
 from stethoscope.models.training import EpochRandom, LoopConfig, digest, global_seed, train
 from stethoscope.progress import Progress
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,20 @@ class AEConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed (not threads or scoring batch)."""
         return {k: v for k, v in asdict(self).items() if k not in ("threads", "eval_batch")}
+
+
+def spread_machines(machines: Sequence[str], train_one: Callable[[str], T]) -> dict[str, T]:
+    """``train_one(machine)`` for every machine type; under torchrun the types are dealt out over
+    the ranks (each trains its own, alone: one small model gains nothing from several GPUs) and
+    every rank gets all results, which must therefore be CPU objects."""
+    if distributed.active():
+        w = distributed.world_size()
+        log.info(
+            "ae: distributed: world size %d, %s",
+            w,
+            "; ".join(f"rank {r}: {', '.join(machines[r::w]) or '-'}" for r in range(w)),
+        )
+    return distributed.spread(list(machines), train_one)
 
 
 def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +166,12 @@ def train_ae(
             name=name, epochs=cfg.epochs, seed=cfg.seed, lr=cfg.lr, threads=cfg.threads
         )
         history = train(
-            task, loop, dev, fingerprint=fingerprint, work_dir=work_dir, progress=progress
+            task,
+            loop,
+            dev,
+            fingerprint=fingerprint,
+            work_dir=work_dir,
+            progress=progress,
+            parallel=False,  # one small model per machine type: under torchrun, one rank each
         )
     return model, history

@@ -88,13 +88,13 @@ class DualCNNFrontEnd(FrontEnd):
         self._memo.clear()
         labels, self.class_names = class_labels(clips)
         self.n_data_classes = len(self.class_names)
-        inputs, labels = self._with_auxiliary(clips, list(inputs), labels)
+        inputs, labels = self._with_auxiliary(clips, inputs, labels)
         noise = _supplemental_noise(clips) if self.cfg.supplemental_noise else None
         self.members = []
         for k in range(self.ensemble):
             cfg = dataclasses.replace(self.cfg, seed=self.cfg.seed + k)
             model, _ = train_dualcnn(
-                list(inputs),
+                inputs,
                 labels,
                 len(self.class_names),
                 cfg,
@@ -107,8 +107,8 @@ class DualCNNFrontEnd(FrontEnd):
             self.members.append(model)
 
     def _with_auxiliary(
-        self, clips: Sequence[Clip], inputs: list[np.ndarray], labels: np.ndarray
-    ) -> tuple[list[np.ndarray], np.ndarray]:
+        self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], labels: np.ndarray
+    ) -> tuple[Sequence[np.ndarray], np.ndarray]:
         """The training clips and their labels, with this front end's auxiliary classes after the
         data's own (``self.class_names`` grows by them; see :mod:`.auxiliary`)."""
         if self.auxiliary == "none":
@@ -126,7 +126,7 @@ class DualCNNFrontEnd(FrontEnd):
         extra_labels = np.array([index[n] for n in names], dtype=labels.dtype)
         log.info("dualcnn: %d auxiliary clips in %d classes (%s)", len(extra), len(new),
                  self.auxiliary)  # fmt: skip
-        return inputs + extra, np.concatenate([labels, extra_labels])
+        return [*inputs, *extra], np.concatenate([labels, extra_labels])
 
     def transform(
         self, clips: Sequence[Clip], inputs: Sequence[np.ndarray], output: str

@@ -9,9 +9,18 @@ import numpy as np
 import torch
 
 from stethoscope.devices import resolve_device
-from stethoscope.models.clip_length import window_starts
-from stethoscope.models.dualcnn.inputs import fit_length
+from stethoscope.dsp.windows import (
+    VIEW_MODES,
+    clip_windows,
+    crop_samples,
+    fit_length,
+    normalise,
+    per_clip_mean,
+    view_crops,
+)
 from stethoscope.models.dualcnn.torch_model import DualBranchCNN
+
+__all__ = ["VIEW_MODES", "embed", "embed_views", "logits", "view_crops"]
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -51,27 +60,12 @@ def _forward_fitted(
     return torch.cat(outs).cpu().numpy() if outs else np.zeros((0, model.emb_dim), np.float32)
 
 
-def _normalise(e: np.ndarray) -> np.ndarray:
-    return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
-
-
 def _windows(model: DualBranchCNN, waves: Sequence[np.ndarray]) -> tuple[list, np.ndarray]:
     """Each clip fitted to the model length (tiled or padded when shorter, cut into evenly spaced
     windows when longer), and the clip index of every window."""
     length, mode = model.cfg.input_len, model.cfg.fit_mode
-    fitted, owner = [], []
-    for i, w in enumerate(waves):
-        w = np.asarray(w, dtype=np.float32).reshape(-1)
-        for start in window_starts(w.shape[0], length):
-            fitted.append(fit_length(w[start:], length, mode))
-            owner.append(i)
-    return fitted, np.asarray(owner, dtype=np.int64)
-
-
-def _per_clip_mean(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
-    sums = np.zeros((n_clips, values.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, values)
-    return (sums / np.bincount(owner, minlength=n_clips)[:, None]).astype(np.float32)
+    parts, owner = clip_windows(waves, length)
+    return [fit_length(w, length, mode) for w in parts], owner
 
 
 def embed(
@@ -87,39 +81,9 @@ def embed(
     fitted, owner = _windows(model, waves)
     e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
     if normalize:
-        e = _normalise(e)
-    if len(owner) != len(waves):
-        e = _per_clip_mean(e, owner, len(waves))
-    return _normalise(e) if normalize else e
-
-
-VIEW_MODES = ("crops", "tiled")
-
-
-def view_crops(
-    wave: np.ndarray,
-    n_views: int,
-    crop_len: int | None,
-    length: int,
-    mode: str = "crops",
-    fit_mode: str = "tile",
-) -> list[tuple[np.ndarray, int]]:
-    """``n_views`` views of one clip, each brought to the model's ``length`` by ``fit_mode``.
-
-    ``"crops"``: evenly spaced overlapping crops of ``crop_len`` samples (half the clip when None),
-    so every view holds other content. ``"tiled"``: the whole clip read from evenly spaced offsets
-    of its tiling; each view is then a circular shift of the same signal, which the spectrum branch
-    (an FFT magnitude) cannot tell apart, so the views nearly coincide.
-    """
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    n = wave.shape[0]
-    if mode == "tiled":
-        return [fit_length(wave, length, "tile", offset=(v * n) // n_views) for v in range(n_views)]
-    if mode != "crops":
-        raise ValueError(f"views must be one of {VIEW_MODES}, not {mode!r}")
-    crop = min(n, crop_len if crop_len is not None else max(1, n // 2))
-    starts = np.linspace(0, n - crop, n_views).round().astype(int)
-    return [fit_length(wave[s : s + crop], length, fit_mode) for s in starts]
+        e = normalise(e)
+    e = per_clip_mean(e, owner, len(waves))
+    return normalise(e) if normalize else e
 
 
 def embed_views(
@@ -136,14 +100,12 @@ def embed_views(
     if n_views < 1:
         raise ValueError("n_views must be >= 1")
     dev = _model_device(model, device)
-    crop = (
-        None if crop_seconds is None else max(1, int(round(crop_seconds * model.cfg.sample_rate)))
-    )
+    crop = crop_samples(crop_seconds, model.cfg.sample_rate)
     length, fit_mode = model.cfg.input_len, model.cfg.fit_mode
     fitted = (v for w in waves for v in view_crops(w, n_views, crop, length, mode, fit_mode))
     e = _forward_fitted(model, fitted, dev, batch_size, model.embed)
     e = e.reshape(len(waves), n_views, -1)
-    return _normalise(e) if normalize else e
+    return normalise(e) if normalize else e
 
 
 def logits(
@@ -163,4 +125,4 @@ def logits(
     fitted, owner = _windows(model, waves)
     fn = head.best_subcluster_logits if best_subcluster else head.class_logits
     out = _forward_fitted(model, fitted, dev, batch_size, lambda w, n: fn(model.embed(w, n)))
-    return _per_clip_mean(out, owner, len(waves)) if len(owner) != len(waves) else out
+    return per_clip_mean(out, owner, len(waves))

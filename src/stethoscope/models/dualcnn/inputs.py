@@ -19,37 +19,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from stethoscope.dsp.windows import fit_length
+
+__all__ = [
+    "HOP",
+    "N_FFT",
+    "SpectrogramFeature",
+    "SpectrumFeature",
+    "fit_length",
+    "n_frames",
+    "n_spectrum_bins",
+]
+
 N_FFT = 1024
 HOP = 512
-
-
-def fit_length(
-    wave: np.ndarray, length: int, mode: str = "tile", offset: int = 0
-) -> tuple[np.ndarray, int]:
-    """Bring a 1-D clip to ``length`` samples; returns it and its real (non-padded) length.
-
-    ``tile`` repeats the clip and reads ``length`` samples from ``offset`` (modulo the clip length),
-    so every sample is real signal. ``pad`` crops from the start or zero-pads at the end.
-    """
-    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-    n = wave.shape[0]
-    if n == 0:
-        raise ValueError("cannot fit an empty waveform")
-    if length <= 0:
-        raise ValueError(f"length must be positive, got {length}")
-    if mode == "tile":
-        start = int(offset) % n
-        if start + length <= n:  # a window of a long clip: no need to tile it all first
-            return np.array(wave[start : start + length]), length
-        reps = int(np.ceil((start + length) / n))
-        return np.ascontiguousarray(np.tile(wave, reps)[start : start + length]), length
-    if mode == "pad":
-        if n >= length:
-            return np.ascontiguousarray(wave[:length]), length
-        out = np.zeros(length, dtype=np.float32)
-        out[:n] = wave
-        return out, n
-    raise ValueError(f"unknown fit mode {mode!r} (use 'tile' or 'pad')")
 
 
 @overload

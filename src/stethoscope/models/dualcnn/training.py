@@ -1,19 +1,22 @@
 """Training the dual-branch CNN on the auxiliary classes (SPEC 4.2), through the shared loop.
 
-Data path: all training clips are fitted to the model length once and held in host memory as one
-float32 (N, L) tensor (page-locked when training on a GPU). Each batch is gathered on the host into
-one of two pinned staging buffers and copied with ``non_blocking=True``; features, augmentation and
-the loss run on the device, and nothing in the step reads a value back to the host, so the host
-prepares batch i+1 while the GPU works on batch i. The network runs in channels_last (cuDNN and
-oneDNN both prefer it); on CUDA under bf16 autocast, with the AdaCos heads in float32. On the
-CPU it uses half the cores unless ``threads`` says otherwise, so that a second training or other
-work beside it does not make all threads wait on each other (:func:`devices.shared_threads`).
+Data path (:mod:`stethoscope.models.clip_batches`): on a GPU whose memory holds them, all training
+clips are fitted to the model length once and kept there, and batches are formed there from index
+tensors already on the device; otherwise (the CPU, or more data than the GPU holds) each batch is
+gathered from the clips as stored (the memory-mapped feature cache) by a few threads ahead of the
+step, so memory holds a few batches, not the data set. Features, augmentation and the loss run on
+the device, and nothing in the step reads a value back to the host. The network runs in
+channels_last (cuDNN and oneDNN both prefer it); on CUDA under bf16 autocast (``amp``), with the
+AdaCos heads in float32; ``compile`` runs it through ``torch.compile``. On the CPU it uses half
+the cores unless ``threads`` says otherwise, so that a second training or other work beside it
+does not make all threads wait on each other (:func:`devices.shared_threads`). Under torchrun the
+ranks train it together (:mod:`stethoscope.models.training`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from stethoscope.devices import cpu_threads, resolve_device
+from stethoscope.models.clip_batches import Batch, ClipBatches
 from stethoscope.models.clip_length import MAX_INPUT_SECONDS, typical_length
 from stethoscope.models.dualcnn.inputs import fit_length
 from stethoscope.models.dualcnn.losses import SubClusterAdaCos, feature_exchange, mixup, one_hot
@@ -55,69 +59,26 @@ class DualCNNConfig:
     noise_snr_db: tuple[float, float] = (5.0, 20.0)
     threads: int | None = None  # torch threads on the CPU (None: half the cores)
     eval_batch: int = 64  # clips per forward pass when embedding
+    compile: bool = False  # run the network through torch.compile in training
+    compile_backend: str = "inductor"  # torch.compile's backend ("aot_eager": no code generation)
+    data_on_device: bool | None = None  # clips held on the GPU (None: when they fit its budget)
+    max_steps: int | None = None  # at most this many steps per epoch (benchmarks, smoke runs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings a checkpoint must share to be resumed (not threads or embedding batch)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("threads", "eval_batch")}
+        """The settings a checkpoint must share to be resumed: not those that change how it runs
+        rather than what it learns (threads, embedding batch, compilation, where data live)."""
+        return {k: v for k, v in asdict(self).items() if k not in _HOW_IT_RUNS}
 
 
-def _stack(
-    waves: Sequence[np.ndarray], length: int, mode: str, pin: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit every clip to ``length`` into one (N, L) float32 tensor (+ real lengths)."""
-    x = torch.empty((len(waves), length), dtype=torch.float32, pin_memory=pin)
-    lens = torch.empty(len(waves), dtype=torch.long)
-    for i, w in enumerate(waves):
-        fitted, n = fit_length(w, length, mode)
-        x[i] = torch.from_numpy(fitted)
-        lens[i] = n
-    return x, lens
+_HOW_IT_RUNS = ("threads", "eval_batch", "compile", "compile_backend", "data_on_device")
 
 
-class _Batches:
-    """Host -> device batch copies through two pinned staging buffers (plain indexing on CPU)."""
-
-    def __init__(
-        self,
-        x: torch.Tensor,
-        lens: torch.Tensor,
-        labels: torch.Tensor,
-        batch: int,
-        device: torch.device,
-    ) -> None:
-        self.x, self.lens, self.labels, self.device = x, lens, labels, device
-        self.cuda = device.type == "cuda"
-        self.slot = 0
-        if self.cuda:
-            self.bufs = [
-                (
-                    torch.empty((batch, x.shape[1]), pin_memory=True),
-                    torch.empty(batch, dtype=torch.long, pin_memory=True),
-                    torch.empty(batch, dtype=torch.long, pin_memory=True),
-                )
-                for _ in range(2)
-            ]
-            self.events: list[torch.cuda.Event | None] = [None, None]
-
-    def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not self.cuda:
-            return self.x[idx], self.lens[idx], self.labels[idx]
-        slot = self.slot = 1 - self.slot
-        event = self.events[slot]
-        if event is not None:
-            event.synchronize()  # the copy that last read this buffer is done
-        n = idx.shape[0]
-        bw, bl, by = (b[:n] for b in self.bufs[slot])
-        torch.index_select(self.x, 0, idx, out=bw)
-        torch.index_select(self.lens, 0, idx, out=bl)
-        torch.index_select(self.labels, 0, idx, out=by)
-        out = tuple(b.to(self.device, non_blocking=True) for b in (bw, bl, by))
-        self.events[slot] = torch.cuda.Event()
-        self.events[slot].record()  # type: ignore[union-attr]
-        return out  # type: ignore[return-value]
+def _noise_bank(waves: Sequence[np.ndarray], length: int) -> torch.Tensor:
+    """The supplemental noise clips, tiled to ``length``, as one (N, L) tensor."""
+    return torch.from_numpy(np.stack([fit_length(w, length, "tile")[0] for w in waves]))
 
 
 def add_noise(
@@ -146,7 +107,7 @@ class _CNNTask:
         model: DualBranchCNN,
         head: SubClusterAdaCos,
         fx_head: SubClusterAdaCos | None,
-        data: _Batches,
+        data: ClipBatches,
         n_classes: int,
         bank: torch.Tensor | None,
         cfg: DualCNNConfig,
@@ -156,21 +117,27 @@ class _CNNTask:
             self.modules["fx_head"] = fx_head
         self.model, self.head, self.fx_head = model, head, fx_head
         self.data, self.n_classes, self.bank, self.cfg = data, n_classes, bank, cfg
+        self.forward: Any = model
+        if cfg.compile:
+            model.spectrogram.window(next(model.parameters()).device)  # made before, not traced
+            self.forward = torch.compile(model, backend=cfg.compile_backend)
 
     def batches(self, epoch: int, rand: EpochRandom) -> list[torch.Tensor]:
-        n, b = self.data.x.shape[0], self.cfg.batch_size
-        perm = torch.randperm(n, generator=rand.host)
-        return [perm[s : s + b] for s in range(0, n, b) if min(b, n - s) >= 2]  # BatchNorm needs 2
+        return self.data.order(rand.host, self.cfg.batch_size)
+
+    def load(self, batches: Sequence[torch.Tensor]) -> Iterator[Batch]:
+        return self.data.load(batches)
 
     def step(
-        self, idx: torch.Tensor, rand: EpochRandom
+        self, batch: Batch, rand: EpochRandom
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
-        wave, real_len, y_int = self.data.get(idx)
+        wave, real_len, y_int = batch
+        n = wave.shape[0]
         target = one_hot(y_int, self.n_classes)
         if self.bank is not None:
             wave = add_noise(wave, real_len, self.bank, self.cfg, rand.device)
         wave, real_len, target = mixup(wave, real_len, target, self.cfg.mixup_p, rand.device)
-        e_spec, e_spectrum = self.model(wave, real_len)  # bf16 under the loop's autocast
+        e_spec, e_spectrum = self.forward(wave, real_len)  # bf16 under the loop's autocast
         with torch.autocast(wave.device.type, enabled=False):
             e_spec, e_spectrum = e_spec.float(), e_spectrum.float()
             emb = torch.cat([e_spec, e_spectrum], dim=1)
@@ -184,7 +151,7 @@ class _CNNTask:
             with torch.no_grad():
                 hits = self.head.class_logits(emb).argmax(1) == target.argmax(1)
         parts = {"loss_main": loss_main, "loss_featex": loss_fx, "train_acc": hits.float().mean()}
-        return loss_main + loss_fx, parts, idx.shape[0]
+        return loss_main + loss_fx, parts, n
 
     def epoch_metrics(self) -> dict[str, float]:
         return {"scale": float(self.head.scale)}
@@ -203,9 +170,11 @@ def train_dualcnn(
 ) -> tuple[DualBranchCNN, list[dict]]:
     """Train one model on all clips (auxiliary classification); returns (model, per-epoch history).
 
-    The model is in eval mode, on the training device, with its main AdaCos head attached
-    (``model.head``) for class logits and persistence. ``work_dir`` holds the epoch checkpoint;
-    training resumes from it (see :func:`stethoscope.models.training.train`).
+    ``waves`` may read each clip when indexed (:class:`~stethoscope.features.stored.StoredFeatures`
+    from the feature cache): they are read a batch at a time, never all at once. The model is in
+    eval mode, on the training device, with its main AdaCos head attached (``model.head``) for
+    class logits and persistence. ``work_dir`` holds the epoch checkpoint; training resumes from
+    it (see :func:`stethoscope.models.training.train`).
     """
     cfg = cfg or DualCNNConfig()
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -223,7 +192,6 @@ def train_dualcnn(
             "dualcnn: supplemental_noise is on but no noise clips were given; training without"
         )
     dev = resolve_device(device)
-    cuda = dev.type == "cuda"
     length = (
         int(round(cfg.input_seconds * cfg.sample_rate))
         if cfg.input_seconds
@@ -261,13 +229,8 @@ def train_dualcnn(
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if fx_head is not None:
             fx_head.to(dev)
-        x, lens = _stack(waves, length, cfg.fit_mode, pin=cuda)
-        data = _Batches(x, lens, torch.from_numpy(labels), cfg.batch_size, dev)
-        bank = (
-            _stack(list(noise_waves or []), length, "tile", pin=False)[0].to(dev)
-            if use_noise
-            else None
-        )
+        data = ClipBatches(waves, labels, length, cfg.fit_mode, dev, cfg.data_on_device)
+        bank = _noise_bank(list(noise_waves or []), length).to(dev) if use_noise else None
         task = _CNNTask(model, head, fx_head, data, n_classes, bank, cfg)
         loop = LoopConfig(
             name=name,
@@ -278,6 +241,7 @@ def train_dualcnn(
             amp=cfg.amp,
             threads=cfg.threads,
             cudnn_benchmark=True,
+            max_steps=cfg.max_steps,
         )
         history = train(
             task, loop, dev, fingerprint=fingerprint, work_dir=work_dir, progress=progress
