@@ -60,3 +60,14 @@ def shared_threads() -> int:
     every operation (measured in benchmarks/README.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cores or 2) // 2)
+
+
+def module_on(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` on ``device`` in eval mode, moved only if it is elsewhere: ``.to()`` walks every
+    submodule even when nothing moves, which is a good share of scoring one short clip."""
+    first = next(module.parameters(), None)
+    if first is not None and first.device != device:
+        module.to(device)
+    if module.training:
+        module.eval()
+    return module

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from stethoscope.devices import resolve_device
+from stethoscope.devices import module_on, resolve_device
 from stethoscope.dsp.windows import clip_windows, per_clip_mean
 from stethoscope.models.acae.inputs import acae_features, stack_waves
 from stethoscope.models.acae.torch_model import ACAE
@@ -27,7 +27,7 @@ def _batches(
 ) -> Iterator[torch.Tensor]:
     """Standardised feature batches of ``waves`` on the model's device."""
     dev = next(model.parameters()).device if device is None else resolve_device(device)
-    model.to(dev).eval()
+    module_on(model, dev)
     spec = model.cfg.feature_spec()
     for i in range(0, len(waves), batch_size):
         x = stack_waves(waves[i : i + batch_size], spec.input_samples, offset).to(dev)

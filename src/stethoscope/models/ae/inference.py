@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from stethoscope.devices import resolve_device
+from stethoscope.devices import module_on, resolve_device
 from stethoscope.models.ae.torch_model import DenseAE
 
 
@@ -24,7 +24,7 @@ def reconstruction_residuals(
     lengths (one pass per clip would be dominated by per-call overhead).
     """
     dev = resolve_device(device)
-    model = model.to(dev).eval()
+    module_on(model, dev)
     out: list[np.ndarray] = []
     group: list[np.ndarray] = []
     size = 0

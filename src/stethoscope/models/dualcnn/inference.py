@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from stethoscope.devices import resolve_device
+from stethoscope.devices import module_on, resolve_device
 from stethoscope.dsp.windows import (
     VIEW_MODES,
     clip_windows,
@@ -27,7 +27,7 @@ Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _model_device(model: DualBranchCNN, device: str | torch.device | None) -> torch.device:
     dev = next(model.parameters()).device if device is None else resolve_device(device)
-    model.to(dev)
+    module_on(model, dev)
     return dev
 
 
@@ -46,7 +46,6 @@ def _forward_fitted(
     through pinned memory and the outputs stay on the device until the end, so the host fits and
     stacks batch i+1 while the GPU works on batch i.
     """
-    model.eval()
     outs = []
     cuda = dev.type == "cuda"
     it = iter(fitted)
