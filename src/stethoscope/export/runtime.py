@@ -38,6 +38,7 @@ from stethoscope.pipeline.sections import (
     load_fusion_section,
     load_section,
     read_json_object,
+    score_by_section,
 )
 
 
@@ -100,20 +101,14 @@ class OnnxSystem:
         keep_inputs: dict | None = None,
     ) -> Results:
         inputs = features[self.feature_needs()[0]]
-        out: Results = {}
-        groups: dict[tuple[str, str], list[int]] = {}
-        for j, c in enumerate(clips):
-            groups.setdefault((c.machine, c.section), []).append(j)
-        for key, idx in sorted(groups.items()):
-            sm = self.sections[key]
-            x = self.frontend.transform(
-                [clips[j] for j in idx], [inputs[j] for j in idx], self.backend_input
-            )
-            scores = np.asarray(sm.backend.score(x), dtype=np.float64)
-            if keep_inputs is not None:
-                keep_inputs[key] = x
-            out[key] = ([clips[j] for j in idx], scores, sm.threshold.decide(scores))
-        return out
+        out = self.backend_input
+        return score_by_section(
+            self.sections,
+            clips,
+            inputs,
+            lambda c, x: self.frontend.transform(c, x, out),
+            keep_inputs,
+        )
 
     def forget(self) -> None:
         """Nothing is remembered between batches."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -202,3 +203,26 @@ def _check_arrays(weights: Path, recorded: Any) -> None:
     extra = sorted(names - set(recorded))
     if extra:
         raise ModelError(f"{weights}: unexpected tensor(s) {', '.join(extra)}")
+
+
+def score_by_section(
+    sections: dict[tuple[str, str], SectionModel],
+    clips: Sequence[Clip],
+    inputs: Sequence[np.ndarray],
+    transform: Callable[[list[Clip], list[np.ndarray]], Any],
+    keep_inputs: dict | None = None,
+) -> Results:
+    """Each (machine, section)'s clips through ``transform`` (the front end) and its back end and
+    threshold; ``keep_inputs`` receives each section's back-end input when given."""
+    out: Results = {}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for j, c in enumerate(clips):
+        groups.setdefault((c.machine, c.section), []).append(j)
+    for key, idx in sorted(groups.items()):
+        sm = sections[key]
+        x = transform([clips[j] for j in idx], [inputs[j] for j in idx])
+        scores = np.asarray(sm.backend.score(x), dtype=np.float64)
+        if keep_inputs is not None:
+            keep_inputs[key] = x
+        out[key] = ([clips[j] for j in idx], scores, sm.threshold.decide(scores))
+    return out

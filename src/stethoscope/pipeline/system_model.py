@@ -39,6 +39,7 @@ from stethoscope.pipeline.sections import (
     load_section_state,
     read_json_object,
     save_section_state,
+    score_by_section,
 )
 from stethoscope.progress import Progress
 from stethoscope.state_io import write_json
@@ -176,20 +177,14 @@ class SystemModel:
     ) -> Results:
         """:meth:`score_clips` for clips whose features are at hand (per :meth:`feature_needs`)."""
         inputs = features[(self.frontend.feature, self.channel)]
-        out: Results = {}
-        groups: dict[tuple[str, str], list[int]] = {}
-        for j, c in enumerate(clips):
-            groups.setdefault((c.machine, c.section), []).append(j)
-        for key, idx in sorted(groups.items()):
-            sm = self.sections[key]
-            x = self.frontend.transform(
-                [clips[j] for j in idx], [inputs[j] for j in idx], self.config.backend_input
-            )
-            scores = np.asarray(sm.backend.score(x), dtype=np.float64)
-            if keep_inputs is not None:
-                keep_inputs[key] = x
-            out[key] = ([clips[j] for j in idx], scores, sm.threshold.decide(scores))
-        return out
+        out = self.config.backend_input
+        return score_by_section(
+            self.sections,
+            clips,
+            inputs,
+            lambda c, x: self.frontend.transform(c, x, out),
+            keep_inputs,
+        )
 
     def forget(self) -> None:
         """Drop what the front end remembers of clips it has scored (a long-running service
