@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from stethoscope.cli import main
 from stethoscope.data import Catalog
 from stethoscope.evaluation.metrics import roc_area
+from stethoscope.features.stored import StoredFeatures
 from stethoscope.models.clip_batches import ClipBatches
 from stethoscope.pipeline.features import load_features
 from stethoscope.pipeline.system_model import SystemModel
@@ -227,6 +228,7 @@ def test_batches_gathered_from_the_cache_equal_the_batches_held_in_memory(
     feats = load_features(clips, "waveform", cache_dir=tmp_path / "cache", device="cpu")
     again = load_features(clips, "waveform", cache_dir=tmp_path / "cache", device="cpu")
     for res in (feats, again):  # filled or found: held as cache entries, read when indexed
+        assert isinstance(res.features, StoredFeatures)
         assert len(res.features) == len(clips) and res.features.in_memory == 0
     in_memory = [np.array(w) for w in again.features]
     labels = np.arange(len(clips)) % 3
