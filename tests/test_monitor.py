@@ -27,7 +27,7 @@ from stethoscope.cli import main
 from stethoscope.data import Catalog
 from stethoscope.detector import Detector, Result
 from stethoscope.monitor.report import GENERATOR
-from stethoscope.monitor.rules import KOfN
+from stethoscope.monitor.rules import KOfN, MixtureEvolution
 from stethoscope.monitor.sinks import Alert, WebhookSink
 from stethoscope.monitor.store import (
     MonitorDBError,
@@ -449,3 +449,42 @@ def test_killed_monitor_restarts_without_duplicates_losses_or_a_reset_state(tiny
     assert got is not None and want is not None and got.n_clips == want.n_clips == 24
     for name in ("weights", "means", "covs"):
         np.testing.assert_allclose(got.arrays[name], want.arrays[name], rtol=1e-5, atol=1e-8)
+
+
+def test_calibrated_dtmm_threshold_is_used_and_kept_across_restarts(tiny, tmp_path):
+    root, models = tiny
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for src in _clips(root, "train")[:6]:
+        shutil.copy(src, normal / src.name)
+    watch = tmp_path / "w"
+    _place(watch, _clips(root)[:4])
+    db = tmp_path / "m.sqlite"
+    common = ["--model", models["cnn-dtmm"], "--machine", "fan", "--watch", watch, "--db", db,
+              "--settle", "0", "--once"]  # fmt: skip
+    code, out = _monitor(*common, "--calibrate", normal)
+    assert code == 0, out
+    assert "calibrated the dtmm threshold on 6 normal recordings" in out
+
+    # the threshold the rule's own calibration gives on the same stream, in name order
+    det = Detector.load(models["cnn-dtmm"], device="cpu")
+    paths = sorted(str(p) for p in normal.glob("*.wav"))
+    views: dict = {}
+    results, failed = det.score_many(paths, "fan", names=paths, keep_inputs=views)
+    assert not failed
+    rule = MixtureEvolution(det.model.sections[("fan", "00")].backend, det.threshold("fan", "00"))
+    want = rule.calibrate([views[r.file] for r in results])
+    assert want != pytest.approx(det.threshold("fan", "00"))
+    got = {r["rule_threshold"] for r in _rows(db)}
+    assert len(got) == 1 and got.pop() == pytest.approx(want, rel=1e-6)
+
+    # started again without --calibrate: the stream keeps the calibrated threshold
+    _place(watch, _clips(root)[4:6], start=4)
+    code, out = _monitor(*common)
+    assert code == 0 and "continuing the stream" in out, out
+    assert [r["rule_threshold"] for r in _rows(db)][-1] == pytest.approx(want, rel=1e-6)
+
+    # the k-of-n rule has no such threshold to calibrate
+    code, out = _monitor("--model", models["ae-mse"], "--machine", "fan", "--watch", watch,
+                         "--db", tmp_path / "ae.sqlite", "--once", "--calibrate", normal)  # fmt: skip
+    assert code != 0 and "--calibrate applies to the dtmm rule, not k-of-n" in out

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from stethoscope.cli.options import DATA_ROOT, DEVICE
+from stethoscope.errors import ConfigError
 
 
 def default_db(watch: Path) -> Path:
@@ -56,6 +57,14 @@ def default_db(watch: Path) -> Path:
     show_default=True,
     help="dtmm: how much of the evolved state each clip carries over (0: none, each clip alone)",
 )
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="dtmm: a folder of this machine's normal recordings; the alert threshold becomes "
+    "mu + k sigma of the KL over the mixture evolved through them (in name order), in place of "
+    "the back end's single-clip threshold, which a long normal stream exceeds",
+)
 @click.option("--poll", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="seconds between looks at the folder")  # fmt: skip
 @click.option(
@@ -93,6 +102,7 @@ def monitor(
     k: int,
     n: int,
     forgetting: float,
+    calibrate: Path | None,
     poll: float,
     settle: float,
     batch_size: int,
@@ -129,7 +139,7 @@ def monitor(
     _watch(
         model_dir, machine, section, watch, db or default_db(watch), rule, k, n, forgetting,
         dict(poll=poll, settle=settle, batch_size=batch_size, max_per_poll=max_per_poll,
-             once=once, device=device),
+             once=once, device=device, calibrate=calibrate),
         alert_log, webhook, webhook_timeout,
     )  # fmt: skip
 
@@ -173,6 +183,14 @@ def _watch(
     detector = Detector.load(model_dir, device=loop["device"])
     section = detector.resolve(machine, section)  # an unknown machine or section: a clear error
     rule = choose_rule(detector, machine, section, rule_kind, k, n, forgetting)
+    if loop["calibrate"] is not None:
+        _calibrate(detector, machine, section, rule, loop["calibrate"])
+    elif rule.name == "dtmm":
+        click.echo(
+            "note: the dtmm rule starts from the back end's single-clip threshold, which the "
+            "evolved state of a long normal stream exceeds; --calibrate NORMAL_FOLDER sets one "
+            "for the stream (a threshold calibrated earlier is kept with the stream)"
+        )
     with exclusive(db):
         store = MonitorStore(db)
         try:
@@ -190,6 +208,31 @@ def _watch(
         finally:
             store.close()
     click.echo(("stopped: " if not loop["once"] else "") + total.line())
+
+
+def _calibrate(detector: Any, machine: str, section: str, rule: Any, folder: Path) -> None:
+    """Set the dtmm rule's threshold from a normal stream of this machine (see --calibrate)."""
+    from stethoscope.detector import find_recordings
+    from stethoscope.monitor.rules import MixtureEvolution
+
+    if not isinstance(rule, MixtureEvolution):
+        raise click.UsageError(f"--calibrate applies to the dtmm rule, not {rule.name}")
+    paths, bad = find_recordings([folder])
+    views: dict[str, Any] = {}
+    results, failed = detector.score_many(
+        [str(p) for p in paths], machine, section, names=[str(p) for p in paths], keep_inputs=views
+    )
+    for f in [*bad, *failed]:
+        click.echo(f"calibration: skipped {f.file}: {f.reason}", err=True)
+    before = rule.threshold
+    try:
+        after = rule.calibrate([views[r.file] for r in results])
+    except ConfigError as exc:
+        raise click.UsageError(f"--calibrate {folder}: {exc}") from exc
+    click.echo(
+        f"calibrated the dtmm threshold on {len(results)} normal recordings in {folder}: "
+        f"{after:.4g} (the back end's single-clip threshold: {before:.4g})"
+    )
 
 
 class _stop_on_signals:

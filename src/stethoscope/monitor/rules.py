@@ -125,6 +125,16 @@ class MixtureEvolution(AlertRule):
     ) -> None:
         super().__init__()
         self.monitor = Monitor(backend, forgetting=forgetting, threshold=threshold)
+        self.calibrated = False  # calibrated in this process: a saved threshold does not replace it
+
+    def calibrate(self, normal_views: list[np.ndarray]) -> float:
+        """T = mu + k sigma of the KLs of the mixture evolved over a normal stream of this machine
+        (the back end's T is set on single clips; an evolved state strays further from the
+        baseline, more so the longer the stream and the larger ``forgetting``)."""
+        if len(normal_views) < 2:
+            raise ConfigError("calibrating the dtmm rule needs at least 2 normal recordings")
+        self.calibrated = True
+        return self.monitor.calibrate(normal_views)
 
     @property
     def threshold(self) -> float:
@@ -149,7 +159,8 @@ class MixtureEvolution(AlertRule):
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         st = self.monitor.state
         arrays = {"weights": st.weights, "means": st.means, "covs": st.covs}
-        return arrays, {"n_clips": self.n_clips, "alerting": self.alerting}
+        meta = {"n_clips": self.n_clips, "alerting": self.alerting, "threshold": self.threshold}
+        return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         base = self.monitor.backend.baseline
@@ -164,6 +175,8 @@ class MixtureEvolution(AlertRule):
         self.monitor.state = mix
         self.n_clips = int(meta.get("n_clips", 0))
         self.alerting = bool(meta.get("alerting", False))
+        if not self.calibrated and meta.get("threshold") is not None:
+            self.monitor.threshold = float(meta["threshold"])  # a calibration made earlier holds
 
 
 def choose_rule(
