@@ -16,6 +16,7 @@ from stethoscope.backends.kmeans import KMeansBackend
 from stethoscope.backends.knn import KNNLocalDensity
 from stethoscope.backends.mixture_kl import categorical_kl, gaussian_kl, mixture_kl
 from stethoscope.state_io import load_state, save_state
+from stethoscope.systems import get_system
 
 D = 12
 
@@ -168,6 +169,29 @@ def test_density_softmax_far_points_score_higher(reading, score):
     s_near, s_far = b.score(near), b.score(far)
     assert s_far.min() > np.median(s_near)
     assert np.mean(s_far > s_near.max()) > 0.9
+
+
+def test_cnn_ds_back_end_ranks_clips_where_the_literal_softmax_ties_them():
+    """The registered cnn-ds scores by the density; 1 - max softmax over the class log-densities
+    (cnn-ds-msp) is 0 for most clips in many dimensions, so their ranking is lost."""
+    rng = np.random.default_rng(4)
+    dim = 64
+    centres = rng.normal(size=(4, dim))
+    cls = np.repeat(np.arange(4), [60, 60, 60, 10])
+    dom = np.where(cls == 3, "target", "source")
+    x = centres[cls] + 0.35 * rng.normal(size=(len(cls), dim))
+    near = centres[cls[:60]] + 0.35 * rng.normal(size=(60, dim))
+    off = centres[cls[:60]] + 0.6 * rng.normal(size=(60, dim))  # anomalous: spread wider
+    y = np.r_[np.zeros(60), np.ones(60)]
+
+    def fitted_scores(system: str) -> np.ndarray:
+        spec = get_system(system).backend
+        b = make_backend(spec.name, spec.params).fit(FitData(x, dom, cls, seed=0))
+        return np.r_[b.score(near), b.score(off)]
+
+    ds, msp = fitted_scores("cnn-ds"), fitted_scores("cnn-ds-msp")
+    assert len(np.unique(ds)) == len(ds) and roc_auc_score(y, ds) > 0.95
+    assert np.mean(msp == 0.0) > 0.5  # the literal reading ties most clips at zero
 
 
 def test_density_softmax_class_log_densities_equal_scipy():
