@@ -10,7 +10,8 @@ from sklearn.metrics import roc_auc_score
 from stethoscope.backends.base import BACKENDS, FitData, l2_normalise
 from stethoscope.backends.cosine_centre import CosineCentreBackend
 from stethoscope.backends.density_softmax import DensitySoftmaxBackend
-from stethoscope.backends.dtmm import DtMMBackend, Monitor, stratified_split
+from stethoscope.backends.dtmm import DtMMBackend, stratified_split
+from stethoscope.backends.dtmm_stream import Monitor
 from stethoscope.backends.factory import make_backend
 from stethoscope.backends.kmeans import KMeansBackend
 from stethoscope.backends.knn import KNNLocalDensity

@@ -6,7 +6,7 @@ Both rules therefore judge the stream, not the clip:
 * :class:`KOfN` (any system): alerting while at least k of the last n clips are above the
   model's threshold.
 * :class:`MixtureEvolution` (CNN-DtMM systems): the report's condition monitoring. Each clip evolves
-  the mixture carried from the previous clips (:class:`~stethoscope.backends.dtmm.Monitor`), so a
+  the mixture carried from the previous clips (:class:`~stethoscope.backends.dtmm_stream.Monitor`), so a
   lasting change accumulates while one odd clip barely moves it; alerting while KL(state ||
   baseline) is above the threshold.
 
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stethoscope.backends.dtmm import DtMMBackend, Mixture, Monitor
+from stethoscope.backends.dtmm import DtMMBackend, Mixture
+from stethoscope.backends.dtmm_stream import Monitor
 from stethoscope.errors import ConfigError
 
 if TYPE_CHECKING:
