@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from stethoscope.data.clip import Clip
+from stethoscope.errors import ConfigError, ModelError
 
 
 def class_names(clips: Sequence[Clip]) -> list[str]:
@@ -25,3 +26,16 @@ def class_labels(
     names = list(names) if names is not None else class_names(clips)
     index = {n: i for i, n in enumerate(names)}
     return np.array([index.get(c.class_name(), -1) for c in clips], dtype=np.int64), names
+
+
+def section_columns(names: Sequence[str], clips: Sequence[Clip]) -> list[int]:
+    """Indices in ``names`` of the classes of the clips' one section (a head's logits for it)."""
+    sections = {(c.machine, c.section) for c in clips}
+    if len(sections) != 1:
+        raise ConfigError("embedding-logits are for the clips of one section at a time")
+    machine, section = sections.pop()
+    prefix = f"{machine}|{section}|"
+    cols = [i for i, name in enumerate(names) if name.startswith(prefix)]
+    if not cols:
+        raise ModelError(f"no trained class of {machine} section {section}")
+    return cols

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from stethoscope.data.clip import Clip
+from stethoscope.data.labels import section_columns
 from stethoscope.dsp.logmel import frames, hann, rfft
 from stethoscope.dsp.windows import (
     clip_windows,
@@ -99,7 +100,7 @@ class DualCNNFrontEnd(NumpyFrontEnd):
         embs = [normalise(per_clip_mean(normalise(e), owner, len(waves))) for e, _ in outs]
         if output == "embedding":
             return (np.concatenate(embs, axis=-1) / np.sqrt(n)).astype(np.float64)
-        cols = self._section_columns(clips)
+        cols = section_columns(self.class_names[: self.n_data_classes], clips)
         joined = []
         for emb, (_, lg) in zip(embs, outs, strict=True):
             if lg is None:
@@ -109,20 +110,6 @@ class DualCNNFrontEnd(NumpyFrontEnd):
             e64 = emb.astype(np.float64) / np.sqrt(n) * np.sqrt(n)
             joined.append(np.concatenate([e64, per_clip_mean(lg, owner, len(waves))[:, cols]], 1))
         return (np.concatenate(joined, axis=-1) / np.sqrt(n)).astype(np.float64)
-
-    def _section_columns(self, clips: Sequence[Clip]) -> list[int]:
-        sections = {(c.machine, c.section) for c in clips}
-        if len(sections) != 1:
-            raise ConfigError(
-                "dualcnn: embedding-logits are for the clips of one section at a time"
-            )
-        machine, section = sections.pop()
-        prefix = f"{machine}|{section}|"
-        own = self.class_names[: self.n_data_classes]
-        cols = [i for i, name in enumerate(own) if name.startswith(prefix)]
-        if not cols:
-            raise ModelError(f"dualcnn: no trained class of {machine} section {section}")
-        return cols
 
     def _forward(
         self, fitted: list[tuple[np.ndarray, int]]

@@ -10,7 +10,6 @@ they are; a saved fusion holds them in ``members/<name>/`` and scores new clips 
 
 from __future__ import annotations
 
-import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from stethoscope import __version__
 from stethoscope.data.catalog import OnError
 from stethoscope.data.clip import Clip
 from stethoscope.decision.base import THRESHOLDS
@@ -31,14 +29,12 @@ from stethoscope.pipeline.sections import (
     load_fusion_section,
     save_section_state,
 )
-from stethoscope.pipeline.system_model import SystemModel
+from stethoscope.pipeline.system_model import FORMAT_VERSION, SystemModel, write_system_json
 from stethoscope.progress import Progress
-from stethoscope.state_io import write_json
 from stethoscope.systems import SystemConfig
 
 __all__ = ["FORMAT_VERSION", "FusionModel", "FusionSection", "fit_fusion", "is_fusion_meta"]
 
-FORMAT_VERSION = 1
 Results = dict[tuple[str, str], tuple[list[Clip], np.ndarray, np.ndarray]]
 
 
@@ -103,17 +99,7 @@ class FusionModel:
                     "members": list(self.members)}  # fmt: skip
             arrays = {"means": fs.means, "stds": fs.stds}
             save_section_state(directory / "backends", machine, section, arrays, meta)
-        write_json(
-            directory / "system.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "stethoscope_version": __version__,
-                "python": platform.python_version(),
-                "system": self.config.to_dict(),
-                "sections": [[m, s] for m, s in sorted(self.sections)],
-                "info": self.info,
-            },
-        )
+        write_system_json(directory, self.config, self.sections, self.info)
 
     @classmethod
     def load(cls, directory: Path, config: SystemConfig, meta: dict, device: str) -> FusionModel:

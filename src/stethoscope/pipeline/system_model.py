@@ -110,17 +110,7 @@ class SystemModel:
             }
             save_section_state(directory / "backends", machine, section, arrays, meta)
         # system.json last: its presence marks a complete model directory
-        write_json(
-            directory / "system.json",
-            {
-                "format_version": FORMAT_VERSION,
-                "stethoscope_version": __version__,
-                "python": platform.python_version(),
-                "system": self.config.to_dict(),
-                "sections": [[m, s] for m, s in sorted(self.sections)],
-                "info": self.info,
-            },
-        )
+        write_system_json(directory, self.config, self.sections, self.info)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "auto") -> SystemModel:
@@ -190,6 +180,23 @@ class SystemModel:
         """Drop what the front end remembers of clips it has scored (a long-running service
         scores an unbounded stream of them)."""
         self.frontend.forget()
+
+
+def write_system_json(
+    directory: Path, config: SystemConfig, sections: Any, info: dict[str, Any]
+) -> None:
+    """The model folder's system.json: format, versions, the system, its sections, training data."""
+    write_json(
+        directory / "system.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "stethoscope_version": __version__,
+            "python": platform.python_version(),
+            "system": config.to_dict(),
+            "sections": [[m, s] for m, s in sorted(sections)],
+            "info": info,
+        },
+    )
 
 
 def read_system_json(directory: Path) -> tuple[dict[str, Any], SystemConfig]:

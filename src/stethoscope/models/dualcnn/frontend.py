@@ -20,7 +20,7 @@ import torch
 
 from stethoscope.audio import AudioError, load_audio
 from stethoscope.data.clip import Clip
-from stethoscope.data.labels import class_labels
+from stethoscope.data.labels import class_labels, section_columns
 from stethoscope.data.naming import NamingError, parse_name
 from stethoscope.devices import cpu_threads, resolve_device
 from stethoscope.errors import ConfigError, ModelError
@@ -164,17 +164,7 @@ class DualCNNFrontEnd(FrontEnd):
     def _embedding_logits(self, clips: Sequence[Clip], inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Per member [embedding | the head's logits of the clips' section classes] / sqrt(N):
         the section's classes in the order ``data.labels.class_labels`` gives them."""
-        sections = {(c.machine, c.section) for c in clips}
-        if len(sections) != 1:
-            raise ConfigError(
-                "dualcnn: embedding-logits are for the clips of one section at a time"
-            )
-        machine, section = sections.pop()
-        prefix = f"{machine}|{section}|"
-        own = self.class_names[: self.n_data_classes]
-        cols = [i for i, name in enumerate(own) if name.startswith(prefix)]
-        if not cols:
-            raise ModelError(f"dualcnn: no trained class of {machine} section {section}")
+        cols = section_columns(self.class_names[: self.n_data_classes], clips)
         emb = self.transform(clips, inputs, "embedding") * np.sqrt(len(self.members))
         dev = resolve_device(self.device)
         parts = []
