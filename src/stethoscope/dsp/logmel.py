@@ -43,15 +43,8 @@ def unstack_frames(feature: np.ndarray, width: int, n_frames: int) -> np.ndarray
     m = width
     if feature.shape[0] == 0:  # fewer frames than n_frames: nothing to keep, stays empty
         return np.empty((0, m), dtype=np.float32)
-    if (
-        feature.dtype == np.float32
-        and feature.shape[1] == m * n_frames
-        and feature.strides
-        == (
-            4 * m,
-            4,
-        )
-    ):
+    made_by_stack = feature.strides == (4 * m, 4)
+    if feature.dtype == np.float32 and feature.shape[1] == m * n_frames and made_by_stack:
         # A view made by :func:`stack_frames`: the frames are the memory it already spans.
         n_rows = feature.shape[0] + n_frames - 1
         return np.lib.stride_tricks.as_strided(feature, (n_rows, m), (4 * m, 4), writeable=False)
