@@ -1,7 +1,8 @@
 """One machine, no attributes: the AE baselines against the embedding systems, each machine alone.
 
     python benchmarks/study_one_machine.py --synth /work/data/synth_default --out /work/runs/one \
-        [--train-clips 300] [--machines fan,valve] [--real ../shared/data/real/dcase2020_slider]
+        [--train-clips 300] [--machines fan,valve] [--auxiliary synthetic] \
+        [--real ../shared/data/real/dcase2020_slider]
 
 For each synthetic machine type, a dataset of that type alone is made of links to its clips (the
 first ``--train-clips`` source training clips, every target training clip, every test clip), with
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--real", type=Path, action="append", default=[], help="real one-machine sets")
     ap.add_argument("--ae-epochs", type=int, default=20)
     ap.add_argument("--cnn-epochs", type=int, default=10)
+    ap.add_argument("--auxiliary", default=",".join(AUXILIARY), help="CNN settings to run")
     args = ap.parse_args()
     machines = args.machines.split(",") if args.machines else Catalog.scan(args.synth).machines()
     datasets = {m: one_machine_dataset(args.synth, m, args.out / "data", args.train_clips)
@@ -74,7 +76,7 @@ def main() -> None:
     for name, data in datasets.items():
         scores = run(data, args.out / "runs" / name / "ae", AE_SYSTEMS,
                      {"ae": {"epochs": args.ae_epochs}}, cache)  # fmt: skip
-        for aux in AUXILIARY:
+        for aux in args.auxiliary.split(","):
             cnn = {"dualcnn": {"epochs": args.cnn_epochs, "auxiliary": aux}}
             got = run(data, args.out / "runs" / name / f"cnn-{aux}", CNN_SYSTEMS, cnn, cache)
             scores.update({f"{k} [{aux}]": v for k, v in got.items()})
