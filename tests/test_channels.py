@@ -15,6 +15,7 @@ from stethoscope.audio import AudioError, read_audio
 from stethoscope.cli import main
 from stethoscope.data import Catalog
 from stethoscope.data.channels import frontend_channel, resolve_channel
+from stethoscope.dsp.noise_cancel import cancel
 from stethoscope.features import LogMel, extract
 
 SR = 16000
@@ -40,18 +41,22 @@ def test_each_channel_setting_reads_exactly_that(tmp_path):
     np.testing.assert_allclose(read_audio(path, channel="mix").samples, ref.mean(axis=1), atol=1e-7)
     assert read_audio(path, channel="near").notes == ["2 channels: channel 0 (near) used"]
     assert read_audio(path, channel="mix").notes == ["2 channels mixed down to mono"]
+    anc = read_audio(path, channel="near-anc")
+    np.testing.assert_array_equal(anc.samples, cancel(ref[:, 0], ref[:, 1]))
+    assert anc.notes == ["2 channels: channel 0 (near), channel 1 (far) cancelled from it"]
     mono = tmp_path / "mono.wav"
     sf.write(str(mono), ref[:, 0], SR, subtype="PCM_16")
     np.testing.assert_array_equal(read_audio(mono, channel="far").samples, ref[:, 0])
-    with pytest.raises(AudioError, match="mono.wav: 1 channel: two"):
-        read_audio(mono, channel="both")
+    for channel in ("both", "near-anc"):
+        with pytest.raises(AudioError, match="mono.wav: 1 channel: two"):
+            read_audio(mono, channel=channel)
 
 
 def test_features_and_cache_are_keyed_by_the_channel(tmp_path):
     path = tmp_path / "two.wav"
     _stereo(path)
     near, far, both = (LogMel(channel=c) for c in ("near", "far", "both"))
-    assert len({near.key(), far.key(), both.key()}) == 3
+    assert len({near.key(), far.key(), both.key(), LogMel(channel="near-anc").key()}) == 4
     cache = tmp_path / "cache"
     x_near = extract([path], near, cache=cache).features[0]
     x_far = extract([path], far, cache=cache).features[0]
@@ -68,6 +73,7 @@ def test_the_channel_of_a_study():
     assert frontend_channel("near", {}) == "near"
     assert frontend_channel("both", {}) == "near"
     assert frontend_channel("near", {"two_channel": True}) == "both"
+    assert frontend_channel("mix", {"noise_cancel": True}) == "near-anc"
     assert resolve_channel("far", []) == "far"
 
 
@@ -134,10 +140,11 @@ def test_a_model_trained_on_near_refuses_far_unless_told(tmp_path):
     assert far != near  # another channel, other scores
 
 
-def test_noise_aware_ae_systems_train_on_both_channels(tmp_path):
+def test_noise_aware_ae_systems_read_what_they_say(tmp_path):
     root = _dcase2026_fixture(tmp_path)
     run = tmp_path / "run"
-    res = CliRunner().invoke(main, ["run", "--systems", "ae-mse-noiseref,ae-mse-2ch", "--data",
+    res = CliRunner().invoke(main, ["run", "--systems", "ae-mse-noiseref,ae-mse-2ch,ae-mse-anc",
+                                    "--data",
                                     str(root), "--out", str(run), "--epochs", "1", "--machines",
                                     "ToyCarEmu", "--cache-dir", str(tmp_path / "c")])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -146,6 +153,8 @@ def test_noise_aware_ae_systems_train_on_both_channels(tmp_path):
         assert meta["info"]["trained_on"]["channel"] == "both"
         fe = json.loads((run / name / "model" / "frontend" / "frontend.json").read_text())
         assert fe["networks"]["ToyCarEmu"]["input_dim"] == dim
+    meta = json.loads((run / "ae-mse-anc" / "model" / "system.json").read_text())
+    assert meta["info"]["trained_on"]["channel"] == "near-anc"
     gains = json.loads((run / "ae-mse-noiseref" / "model" / "frontend" / "frontend.json")
                        .read_text())["gains"]["ToyCarEmu"]  # fmt: skip
     assert len(gains) == 128 and min(gains) >= 0.0

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from stethoscope import SAMPLE_RATE
+from stethoscope.dsp import noise_cancel
 from stethoscope.errors import StethoscopeError
 
 #: Shortest usable clip: one STFT window of the features (1024 samples at 16 kHz).
@@ -38,7 +39,7 @@ class AudioError(StethoscopeError):
 
 
 #: what to take from a multi-channel file (see :func:`read_audio`)
-CHANNELS = ("near", "far", "mix", "both")
+CHANNELS = ("near", "far", "mix", "both", "near-anc")
 
 #: Peak amplitude below which a clip counts as silent (-80 dBFS): a dead or unplugged microphone.
 SILENCE_PEAK = 1e-4
@@ -143,9 +144,10 @@ def prepare(
 
     ``channel`` says what to take from a multi-channel file (DCASE2026: channel 0 a microphone
     near the machine, channel 1 one farther away): "near" channel 0, "far" channel 1, "mix" their
-    mean, "both" the first two as a (2, samples) array. A mono file is returned as it is, except
-    that "both" refuses it. What was done is noted, as are resampling (librosa) and a silent clip
-    (peak below -80 dBFS).
+    mean, "both" the first two as a (2, samples) array, "near-anc" channel 0 with what channel 1
+    predicts of it cancelled (:mod:`stethoscope.dsp.noise_cancel`). A mono file is returned as it
+    is, except that "both" and "near-anc" refuse it. What was done is noted, as are resampling
+    (librosa) and a silent clip (peak below -80 dBFS).
     """
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
@@ -159,7 +161,7 @@ def prepare(
         raise AudioError(path, "audio has no samples")
     notes = []
     n_ch = 1 if data.ndim == 1 else data.shape[1]
-    if channel == "both" and n_ch < 2:
+    if channel in ("both", "near-anc") and n_ch < 2:
         raise AudioError(path, f"{n_ch} channel: two (near and far) are needed")
     if n_ch == 1:
         y = data if data.ndim == 1 else data[:, 0]
@@ -170,6 +172,9 @@ def prepare(
         y = np.ascontiguousarray(data[:, :2].T)
         if n_ch > 2:
             notes.append(f"{n_ch} channels: channels 0 (near) and 1 (far) used")
+    elif channel == "near-anc":
+        y = noise_cancel.cancel(data[:, 0], data[:, 1])
+        notes.append(f"{n_ch} channels: channel 0 (near), channel 1 (far) cancelled from it")
     else:
         index = 0 if channel == "near" else 1
         y = np.ascontiguousarray(data[:, index])

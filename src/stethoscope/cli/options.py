@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from stethoscope.data.channels import SETTINGS
+
 DEVICE = click.option(
     "--device",
     default="auto",
@@ -33,9 +35,10 @@ MACHINES = click.option(
 DATA_ROOT = click.Path(exists=True, file_okay=False, path_type=Path)
 CHANNEL_HELP = (
     "what is heard of two-channel (near/far) recordings: auto = near for two-channel data, as "
-    "the DCASE2026 baseline; both = both, for the front ends that take two"
+    "the DCASE2026 baseline; both = both, for the front ends that take two; near-anc = near "
+    "with the far channel's noise cancelled from it"
 )
-CHANNEL_CHOICE = click.Choice(["auto", "near", "far", "mix", "both"])
+CHANNEL_CHOICE = click.Choice(list(SETTINGS))
 CHANNEL = click.option(
     "--channel", type=CHANNEL_CHOICE, default="auto", show_default=True, help=CHANNEL_HELP
 )

@@ -5,7 +5,9 @@ away, hearing more environmental noise and less machine. A study has one channel
 
 * ``near`` / ``far``: that channel alone; ``mix``: the mean of the channels (what reading a
   multi-channel file as mono does); ``both``: the two channels kept for the front ends that take
-  them (a single-channel front end then hears the near channel);
+  them (a single-channel front end then hears the near channel); ``near-anc``: the near channel
+  with what the far one predicts of it cancelled (:mod:`stethoscope.dsp.noise_cancel`), which
+  takes the environmental noise both microphones hear out of every system's input;
 * ``auto`` (the default): ``near`` for two-channel data, as the official DCASE2026 baseline feeds
   its autoencoder channel 0, and ``mix`` for mono data (where every setting gives the same samples).
 
@@ -22,7 +24,7 @@ import soundfile as sf
 from stethoscope.data.clip import Clip
 from stethoscope.errors import ConfigError
 
-SETTINGS = ("auto", "near", "far", "mix", "both")
+SETTINGS = ("auto", "near", "far", "mix", "both", "near-anc")
 
 
 def n_channels(clip: Clip) -> int:
@@ -51,8 +53,11 @@ def takes_two_channels(frontend_params: dict) -> bool:
 
 
 def frontend_channel(study_channel: str, frontend_params: dict) -> str:
-    """What a front end reads: both channels when it takes two, else the study's one channel
-    (the near one when the study keeps both)."""
+    """What a front end reads: both channels when it takes two, the near one with the far one
+    cancelled when it asks for that (``noise_cancel: true``), else the study's one channel (the
+    near one when the study keeps both)."""
     if takes_two_channels(frontend_params):
         return "both"
+    if frontend_params.get("noise_cancel", False):
+        return "near-anc"
     return "near" if study_channel == "both" else study_channel

@@ -13,6 +13,7 @@ from stethoscope.systems.config import (
 AE = ComponentSpec("ae", {"epochs": 100, "batch_size": 256, "lr": 1e-3, "val_split": 0.1})
 AE_2CH = ComponentSpec("ae", {**AE.params, "two_channel": True})
 AE_NOISEREF = ComponentSpec("ae", {**AE.params, "two_channel": True, "noise_reference": True})
+AE_ANC = ComponentSpec("ae", {**AE.params, "noise_cancel": True})
 CNN = ComponentSpec("dualcnn", {"epochs": 10, "batch_size": 64, "lr": 1e-3})
 ACAE = ComponentSpec("acae", {"epochs": 20, "batch_size": 32, "lr": 1e-3})
 P90 = ComponentSpec("percentile", {"q": 90.0})
@@ -206,6 +207,8 @@ NOISE_AWARE = [
         ("noiseref", AE_NOISEREF, "on the near channel, the far one's noise subtracted by a "
          "gain per band learned on normal clips"),
         ("2ch", AE_2CH, "on the log-mel frames of both channels side by side"),
+        ("anc", AE_ANC, "on the near channel with the far one cancelled from it by a per-clip "
+         "Wiener filter"),
     )
     for name in ("ae-mse", "ae-mahala")
 ]  # fmt: skip

@@ -2,7 +2,9 @@
 
 With ``two_channel: true`` it reads both microphones of a two-channel recording: the frames of both
 channels side by side (1280-dim vectors), or with ``noise_reference: true`` the near channel with
-the far one's noise taken out (:mod:`.noise_reference`), per machine type.
+the far one's noise taken out (:mod:`.noise_reference`), per machine type. With ``noise_cancel:
+true`` it reads the near channel with the far one cancelled from the waveform, per clip
+(the ``near-anc`` channel, :mod:`stethoscope.dsp.noise_cancel`).
 
 Each machine type trains in its own checkpoint folder ``work_dir/<machine>``; one whose training
 finished there is restored, not retrained, so an interrupted study resumes at the next machine
@@ -39,11 +41,13 @@ class AEFrontEnd(FrontEnd):
     def __init__(self, params: dict[str, Any] | None = None, device: str = "auto") -> None:
         super().__init__(params, device)
         self.cfg = persistence.config_from(
-            AEConfig, self.params, ignore=("two_channel", "noise_reference")
+            AEConfig, self.params, ignore=("two_channel", "noise_reference", "noise_cancel")
         )
         self.noise_reference = bool(self.params.get("noise_reference", False))
         if self.noise_reference and not self.two_channel:
             raise ConfigError("ae: noise_reference needs both channels (two_channel: true)")
+        if self.two_channel and self.params.get("noise_cancel", False):
+            raise ConfigError("ae: noise_cancel reads the near channel alone (not two_channel)")
         self.models: dict[str, DenseAE] = {}
         self.gains: dict[str, np.ndarray] = {}  # per machine type, with noise_reference
 
