@@ -16,6 +16,7 @@ from stethoscope.cli import main
 from stethoscope.data import Catalog
 from stethoscope.data.channels import frontend_channel, resolve_channel
 from stethoscope.dsp.noise_cancel import cancel
+from stethoscope.errors import ConfigError
 from stethoscope.features import LogMel, extract
 
 SR = 16000
@@ -74,6 +75,8 @@ def test_the_channel_of_a_study():
     assert frontend_channel("both", {}) == "near"
     assert frontend_channel("near", {"two_channel": True}) == "both"
     assert frontend_channel("mix", {"noise_cancel": True}) == "near-anc"
+    with pytest.raises(ConfigError, match="noise_cancel reads the near channel alone"):
+        frontend_channel("near", {"two_channel": True, "noise_cancel": True})
     assert resolve_channel("far", []) == "far"
 
 

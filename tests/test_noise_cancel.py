@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stethoscope.dsp.noise_cancel import cancel
+from stethoscope.dsp.noise_cancel import cancel, fast_length
 
 SR = 16000
 
@@ -50,3 +50,16 @@ def test_a_silent_far_channel_leaves_the_near_one_as_it_is():
 def test_channels_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match="equal length"):
         cancel(np.zeros(100), np.zeros(99))
+
+
+def test_fft_length_is_the_smallest_five_smooth_number_not_below_n():
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in range(1, 700):
+        want = next(m for m in range(n, 2 * n + 1) if smooth(m))
+        assert fast_length(n) == want, n
+    assert fast_length(160128) == 162000  # a 10 s clip and its 128 taps

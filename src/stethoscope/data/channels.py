@@ -56,8 +56,11 @@ def frontend_channel(study_channel: str, frontend_params: dict) -> str:
     """What a front end reads: both channels when it takes two, the near one with the far one
     cancelled when it asks for that (``noise_cancel: true``), else the study's one channel (the
     near one when the study keeps both)."""
+    cancelled = bool(frontend_params.get("noise_cancel", False))
     if takes_two_channels(frontend_params):
+        if cancelled:
+            raise ConfigError("noise_cancel reads the near channel alone, not with two_channel")
         return "both"
-    if frontend_params.get("noise_cancel", False):
+    if cancelled:
         return "near-anc"
     return "near" if study_channel == "both" else study_channel

@@ -46,8 +46,6 @@ class AEFrontEnd(FrontEnd):
         self.noise_reference = bool(self.params.get("noise_reference", False))
         if self.noise_reference and not self.two_channel:
             raise ConfigError("ae: noise_reference needs both channels (two_channel: true)")
-        if self.two_channel and self.params.get("noise_cancel", False):
-            raise ConfigError("ae: noise_cancel reads the near channel alone (not two_channel)")
         self.models: dict[str, DenseAE] = {}
         self.gains: dict[str, np.ndarray] = {}  # per machine type, with noise_reference
 
