@@ -2,7 +2,7 @@
 
     python benchmarks/study_one_machine.py --synth /work/data/synth_default --out /work/runs/one \
         [--train-clips 300] [--machines fan,valve] [--auxiliary synthetic] \
-        [--real ../shared/data/real/dcase2020_slider]
+        [--real ../shared/data/real/dcase2020_slider] [--fusion]
 
 For each synthetic machine type, a dataset of that type alone is made of links to its clips (the
 first ``--train-clips`` source training clips, every target training clip, every test clip), with
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,10 @@ from stethoscope.state_io import read_json
 
 AE_SYSTEMS = ["ae-mse", "ae-mahala"]
 CNN_SYSTEMS = ["cnn-kmeans", "cnn-knn-ldn", "cnn-ds"]
+#: run in each CNN folder with ``--fusion``; the AE member's saved system is copied there from the
+#: AE folder (same settings, so it is only scored), as the catalogue's fusion expects its members
+#: in one run folder
+FUSION_SYSTEMS = ["ae-mahala", "fusion-aemahala-cnnknn"]
 AUXILIARY = ["none", "synthetic", "shifts"]
 
 
@@ -66,6 +71,7 @@ def main() -> None:
     ap.add_argument("--ae-epochs", type=int, default=20)
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument("--auxiliary", default=",".join(AUXILIARY), help="CNN settings to run")
+    ap.add_argument("--fusion", action="store_true", help="also AE-MAHALA + CNN kNN-LDN fused")
     args = ap.parse_args()
     machines = args.machines.split(",") if args.machines else Catalog.scan(args.synth).machines()
     datasets = {m: one_machine_dataset(args.synth, m, args.out / "data", args.train_clips)
@@ -78,7 +84,15 @@ def main() -> None:
                      {"ae": {"epochs": args.ae_epochs}}, cache)  # fmt: skip
         for aux in args.auxiliary.split(","):
             cnn = {"dualcnn": {"epochs": args.cnn_epochs, "auxiliary": aux}}
-            got = run(data, args.out / "runs" / name / f"cnn-{aux}", CNN_SYSTEMS, cnn, cache)
+            folder = args.out / "runs" / name / f"cnn-{aux}"
+            got = run(data, folder, CNN_SYSTEMS, cnn, cache)
+            if args.fusion:
+                if not (folder / "ae-mahala").exists():
+                    shutil.copytree(args.out / "runs" / name / "ae" / "ae-mahala",
+                                    folder / "ae-mahala")  # fmt: skip
+                cnn["ae"] = {"epochs": args.ae_epochs}
+                got.update(run(data, folder, CNN_SYSTEMS + FUSION_SYSTEMS, cnn, cache))
+                got.pop("ae-mahala", None)  # the AE folder's, already in the table
             scores.update({f"{k} [{aux}]": v for k, v in got.items()})
         table[name] = scores
         print(name, {k: round(100 * v, 1) for k, v in scores.items()}, flush=True)

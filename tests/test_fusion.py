@@ -79,3 +79,13 @@ def test_the_standardisation_uses_only_training_scores(fused_run):
         member_scores = np.array([rows[m][(r["machine"], r["file_name"])] for m in fusion.members])
         want = np.mean((member_scores - fs.means) / fs.stds)
         assert float(r["score"]) == pytest.approx(want, rel=1e-9)
+
+
+def test_a_finished_study_with_a_fusion_runs_again_without_retraining(fused_run, tmp_path):
+    run, data = fused_run
+    saved = (run / "test-fusion" / "model" / "system.json").read_bytes()
+    res = CliRunner().invoke(main, ["run", "--systems", "test-fusion", "--data", str(data),
+                                    "--out", str(run), "--epochs", "2",
+                                    "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (run / "test-fusion" / "model" / "system.json").read_bytes() == saved

@@ -250,6 +250,14 @@ def _finished(folder: RunFolder, cfg: SystemConfig) -> bool:
     return (sdir / "evaluation.json").exists() and is_model_dir(sdir / "model")
 
 
+def _same_making(cfg: SystemConfig, saved: dict, made_from: dict) -> bool:
+    """A fusion is checked on its data only (its members are checked on their own; fusions saved
+    before the fusion's own record named the first member's features and channel)."""
+    if cfg.members:
+        return saved.get("data") == made_from.get("data")
+    return saved == made_from
+
+
 def _check_saved(folder: RunFolder, cfg: SystemConfig, made_from: dict, overwrite: bool) -> None:
     """A system saved in the folder earlier must have the same configuration and features."""
     sys_json = folder.system_dir(cfg.name) / "model" / "system.json"
@@ -259,7 +267,7 @@ def _check_saved(folder: RunFolder, cfg: SystemConfig, made_from: dict, overwrit
     problem = None
     if saved.get("system") != json.loads(json.dumps(cfg.to_dict())):
         problem = "a different configuration"
-    elif (saved.get("info") or {}).get("trained_on") != made_from:
+    elif not _same_making(cfg, (saved.get("info") or {}).get("trained_on") or {}, made_from):
         problem = "other data or other feature settings"
     if problem is None:
         return

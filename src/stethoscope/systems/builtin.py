@@ -230,6 +230,13 @@ FUSIONS = [
         P90,
         "score-level fusion: AE-MAHALA and CNN k-means with domain scaling (beyond the report)",
     ),
+    fusion_system(
+        "fusion-aemahala-cnnknn-cnnkmeansdn",
+        ("ae-mahala", "cnn-knn-ldn", "cnn-kmeans-dn"),
+        P90,
+        "score-level fusion: AE-MAHALA, CNN kNN-LDN and CNN k-means with domain scaling, equal "
+        "weights (beyond the report)",
+    ),
 ]
 for _cfg in FUSIONS:
     register_system(_cfg)
