@@ -34,7 +34,8 @@ CNN_SYSTEMS = ["cnn-kmeans", "cnn-knn-ldn", "cnn-ds"]
 #: run in each CNN folder with ``--fusion``; the AE member's saved system is copied there from the
 #: AE folder (same settings, so it is only scored), as the catalogue's fusion expects its members
 #: in one run folder
-FUSION_SYSTEMS = ["ae-mahala", "fusion-aemahala-cnnknn"]
+FUSION_SYSTEMS = ["ae-mahala", "cnn-kmeans-dn", "fusion-aemahala-cnnknn",
+                  "fusion-aemahala-cnnknn-cnnkmeansdn"]  # fmt: skip
 AUXILIARY = ["none", "synthetic", "shifts"]
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--ae-epochs", type=int, default=20)
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument("--auxiliary", default=",".join(AUXILIARY), help="CNN settings to run")
-    ap.add_argument("--fusion", action="store_true", help="also AE-MAHALA + CNN kNN-LDN fused")
+    ap.add_argument("--fusion", action="store_true", help="also the AE-MAHALA + CNN fusions")
     args = ap.parse_args()
     machines = args.machines.split(",") if args.machines else Catalog.scan(args.synth).machines()
     datasets = {m: one_machine_dataset(args.synth, m, args.out / "data", args.train_clips)
