@@ -89,3 +89,23 @@ def test_a_finished_study_with_a_fusion_runs_again_without_retraining(fused_run,
                                     "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert (run / "test-fusion" / "model" / "system.json").read_bytes() == saved
+
+
+def test_a_saved_fusion_is_checked_on_its_data(fused_run, tmp_path):
+    run, data = fused_run
+    sys_json = run / "test-fusion" / "model" / "system.json"
+    original = sys_json.read_text()
+    meta = json.loads(original)
+    args = ["run", "--systems", "test-fusion", "--data", str(data), "--out", str(run),
+            "--epochs", "2", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    try:
+        # as older versions saved it: the first member's features and channel
+        meta["info"]["trained_on"].update(feature={"name": "logmel", "key": "x"}, channel="mix")
+        sys_json.write_text(json.dumps(meta))
+        assert CliRunner().invoke(main, args).exit_code == 0
+        meta["info"]["trained_on"]["data"]["n_train"] += 1  # made from other data: refused
+        sys_json.write_text(json.dumps(meta))
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code != 0 and "other data" in res.output
+    finally:
+        sys_json.write_text(original)
