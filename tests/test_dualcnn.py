@@ -491,19 +491,27 @@ def test_auxiliary_classes_synthetic_and_shifts():
     np.testing.assert_allclose(peak, [440 * 0.94, 440 * 1.06], rtol=2e-3)
 
 
-def test_frontend_adds_auxiliary_classes_after_the_datas_own(tmp_path):
+def test_frontend_adds_auxiliary_classes_after_the_datas_own(tmp_path, caplog):
     waves, _ = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0)
     clips = _clips(len(waves))
     fe = DualCNNFrontEnd(
         {"epochs": 1, "batch_size": 8, "n_subclusters": 2, "auxiliary": "shifts"}, device="cpu"
     )
     fe.fit(clips, waves)
+    assert "too few" not in caplog.text
     own = ["fan|00|kind_0", "fan|00|kind_1"]
     assert fe.class_names[:2] == own
     assert fe.class_names[2:] == sorted(f"{c}|x{f:g}" for c in own for f in (0.94, 1.06))
     assert fe.members[0].head.n_classes == 6
     x = fe.transform(clips, waves, "embedding-logits")
     assert x.shape == (len(waves), 256 + 2)  # back ends see the data's classes only
+
+
+def test_without_auxiliary_classes_two_classes_are_flagged(caplog):
+    waves, _ = _toy_clips(n_per_class=4, n_classes=2, seconds=1.0)
+    fe = DualCNNFrontEnd({"epochs": 1, "batch_size": 8, "n_subclusters": 2}, device="cpu")
+    fe.fit(_clips(len(waves)), waves)
+    assert "form 2 class(es)" in caplog.text and "auxiliary: synthetic" in caplog.text
 
 
 @pytest.mark.skipif(

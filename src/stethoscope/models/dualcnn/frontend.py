@@ -112,6 +112,13 @@ class DualCNNFrontEnd(FrontEnd):
         """The training clips and their labels, with this front end's auxiliary classes after the
         data's own (``self.class_names`` grows by them; see :mod:`.auxiliary`)."""
         if self.auxiliary == "none":
+            if len(self.class_names) <= 2:
+                log.warning(
+                    "dualcnn: the training clips form %d class(es) (machine x section x "
+                    "attribute), too few for the classification loss to shape the embedding; "
+                    "'auxiliary: synthetic' adds the built-in generator's machine types as "
+                    "classes (README: one machine, no attribute labels)", len(self.class_names),
+                )  # fmt: skip
             return inputs, labels
         if self.auxiliary == "synthetic":
             n = typical_length(inputs, self.cfg.sample_rate, self.cfg.max_input_seconds)
