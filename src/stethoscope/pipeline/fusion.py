@@ -157,7 +157,7 @@ def fit_fusion(
         # clips some member could not score as unseen are left out of the threshold's fit
         rule.fit(fused[complete] if complete.any() else np.nanmean(matrix, axis=1))
         model.sections[key] = FusionSection(means, stds, rule, n_train=len(paths))
-    # as the study's trained_on() describes a fusion: the data; members record features, channels
+    # the form of pipeline.fit.trained_on for a fusion: the data; members record features, channels
     first = next(iter(members.values())).info.get("trained_on") or {}
     model.info["trained_on"] = {"data": first.get("data"), "feature": None, "channel": None}
     model.info["members"] = list(members)

@@ -251,8 +251,8 @@ def _finished(folder: RunFolder, cfg: SystemConfig) -> bool:
 
 
 def _same_making(cfg: SystemConfig, saved: dict, made_from: dict) -> bool:
-    """A fusion is checked on its data only (its members are checked on their own; fusions saved
-    before the fusion's own record named the first member's features and channel)."""
+    """A fusion is checked on its data only: its members are checked on their own, so whatever a
+    fusion's record says of features or channel is not compared."""
     if cfg.members:
         return saved.get("data") == made_from.get("data")
     return saved == made_from
